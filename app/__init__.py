@@ -1,0 +1,1 @@
+"""Entry package for `uvicorn app.main:app`, the command the guide uses."""

@@ -1,0 +1,39 @@
+"""The FastAPI app factory. `create_app(settings)` wires routers; the lifespan owns long-lived resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ragchat import __version__
+from ragchat.api import errors
+from ragchat.api.routes import chat, documents, health, search, status, ui
+from ragchat.config import Settings
+from ragchat.container import build_services
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the ragchat ASGI app. Nothing is loaded until the lifespan starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="ragchat",
+        version=__version__,
+        summary="Ask your documents; get cited answers from your own LLM.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for module in (health, documents, search, chat, status, ui):
+        app.include_router(module.router)
+    return app

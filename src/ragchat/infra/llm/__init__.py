@@ -1,0 +1,1 @@
+"""Chat LLMs behind one small interface; one OpenAI-compatible implementation serves vLLM and OpenAI."""

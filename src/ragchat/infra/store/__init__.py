@@ -1,0 +1,60 @@
+"""Durable storage of documents, chunks, vectors and the keyword index, behind one narrow interface.
+
+The interface is what a PostgreSQL/pgvector store would also implement: every write that changes a
+document is one transaction (`replace_document`, `delete_document`), and the two searches return chunk
+ids with scores so that fusion (in `ragchat.core.retrieve`) stays store-independent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ragchat.domain import ChunkDraft, DocumentRecord, Passage
+from ragchat.infra.embeddings import Vectors
+
+
+class ChunkStore(Protocol):
+    """Documents grouped in collections, their chunks, vectors and keyword index."""
+
+    def find_document(self, collection: str, path: str) -> DocumentRecord | None:
+        """The document stored for `path` in `collection`, if any."""
+        ...
+
+    def get_document(self, document_id: str) -> DocumentRecord | None: ...
+
+    def replace_document(
+        self,
+        *,
+        collection: str,
+        path: str,
+        content_hash: str,
+        title: str | None,
+        char_count: int,
+        chunks: Sequence[ChunkDraft],
+        vectors: Vectors,
+    ) -> DocumentRecord:
+        """Store a document with its chunks and vectors, replacing any earlier version at `path` atomically."""
+        ...
+
+    def delete_document(self, document_id: str) -> bool:
+        """Remove a document and every chunk, vector and index entry of it. False if it did not exist."""
+        ...
+
+    def list_documents(self, collection: str | None = None) -> list[DocumentRecord]: ...
+
+    def list_collections(self) -> list[str]: ...
+
+    def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
+        """Top `k` chunk ids by BM25 for `query`, best first, with their BM25 scores (higher is better)."""
+        ...
+
+    def vector_search(self, collection: str, vector: Vectors, k: int) -> list[tuple[str, float]]:
+        """Top `k` chunk ids by cosine similarity to `vector`, best first."""
+        ...
+
+    def get_passages(self, chunk_ids: Sequence[str]) -> list[Passage]:
+        """The chunks with these ids (score 0), in the order asked; unknown ids are left out."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,29 @@
+"""Fixtures shared by every test. Area-specific fixtures live in the conftest.py of their folder.
+
+Real parts only: the real embedding model, a real SQLite store under tmp_path, a real vLLM CPU server
+(`vllm_server`, started once per session; set RAGCHAT_TEST_VLLM_URL to reuse a running one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragchat.config import Settings
+
+pytest_plugins = ["tests.support.vllm"]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings isolated in tmp_path, ignoring the developer's environment and .env file."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"data_dir": tmp_path / "data"}
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return factory
