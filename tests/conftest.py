@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ragchat.config import Settings
+from ragchat.infra.embeddings import Embedder
 
 pytest_plugins = ["tests.support.vllm"]
 
@@ -27,3 +28,14 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """The real local embedding model (all-MiniLM-L6-v2, offline), loaded once per test session."""
+    from ragchat.infra.embeddings.factory import create_embedder
+
+    settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("embedder"))  # type: ignore[call-arg]
+    model = create_embedder(settings)
+    model.embed(["load the weights now"], input_type="query")
+    return model

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from ragchat import __version__
 from ragchat.api import errors
-from ragchat.api.routes import chat, documents, health, search, status, ui
+from ragchat.api.routes import chat, documents, health, metrics, search, status, ui
 from ragchat.config import Settings
 from ragchat.container import build_services
 
@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (health, documents, search, chat, status, ui):
+    app.add_middleware(metrics.HttpMetricsMiddleware)
+    for module in (health, documents, search, chat, status, metrics, ui):
         app.include_router(module.router)
     return app

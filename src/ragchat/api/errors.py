@@ -1,6 +1,6 @@
 """The one JSON error shape of ragchat's API, OpenAI-style so OpenAI clients understand it:
 
-    {"error": {"message": "...", "type": "invalid_request_error", "code": "file_too_large"}}
+{"error": {"message": "...", "type": "invalid_request_error", "code": "file_too_large"}}
 """
 
 from __future__ import annotations

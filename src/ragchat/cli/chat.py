@@ -1,9 +1,143 @@
-"""CLI commands: placeholder until its owner fills it in."""
+"""CLI commands: `ragchat serve` (the HTTP app) and `ragchat ask` (a question, through the running app).
+
+`ask` talks to the app's OpenAI-compatible API with the official `openai` client, exactly as any other
+client would, so it exercises what users run (and needs `ragchat serve` running, locally or elsewhere).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from typing import Any
+
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from ragchat.cli.common import console, err_console, fail, settings_or_exit
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command(name="serve")(serve)
+    app.command(name="ask")(ask)
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Interface to listen on [default: RAGCHAT_HOST or 0.0.0.0]."),
+    port: int | None = typer.Option(None, help="Port [default: RAGCHAT_PORT or 8080]."),
+    log_level: str = typer.Option("info", help="uvicorn log level: debug, info, warning, error."),
+) -> None:
+    """Run the ragchat app: web UI at /, OpenAI-compatible API at /v1, document API at /api.
+
+    The same app as `uvicorn app.main:app --host 0.0.0.0 --port 8080` run from the repository root.
+    The LLM server (VLLM_BASE_URL) may start before or after it.
+    """
+    import uvicorn
+
+    from ragchat.api.app import create_app
+
+    settings = settings_or_exit()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question, in quotes."),
+    collection: str | None = typer.Option(
+        None, "--collection", "-c", help="Collection to answer from [default: RAGCHAT_DEFAULT_COLLECTION]."
+    ),
+    url: str | None = typer.Option(
+        None, help="The app's OpenAI-compatible base URL [default: http://127.0.0.1:RAGCHAT_PORT/v1]."
+    ),
+    max_tokens: int | None = typer.Option(
+        None, min=1, help="Longest answer, in tokens [default: LLM_MAX_TOKENS]."
+    ),
+) -> None:
+    """Ask a question: the answer streams in, then the passages it cites are listed.
+
+    Needs the app running (`ragchat serve`). Example: `ragchat ask "How do I rotate the API key?" -c handbook`
+    """
+    settings = settings_or_exit()
+    base_url = url or f"http://127.0.0.1:{settings.port}/v1"
+    try:
+        sources = asyncio.run(_stream_answer(base_url, question, collection, max_tokens))
+    except _AskError as exc:
+        raise fail(str(exc)) from None
+    if sources:
+        console.print(_sources_table(sources))
+
+
+class _AskError(Exception):
+    pass
+
+
+async def _stream_answer(
+    base_url: str, question: str, collection: str | None, max_tokens: int | None
+) -> list[dict[str, Any]]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
+    sources: list[dict[str, Any]] = []
+    try:
+        stream = await client.chat.completions.create(
+            model="ragchat",
+            messages=[{"role": "user", "content": question}],
+            stream=True,
+            max_tokens=max_tokens,
+            extra_body={"collection": collection} if collection else None,
+        )
+        async for chunk in stream:
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    sys.stdout.write(choice.delta.content)
+                    sys.stdout.flush()
+            extra = chunk.model_extra or {}
+            if extra.get("sources") is not None:
+                sources = list(extra["sources"])
+        sys.stdout.write("\n")
+    except openai.APIConnectionError:
+        raise _AskError(f"cannot reach ragchat at {base_url}: is `ragchat serve` running?") from None
+    except openai.APIStatusError as exc:
+        raise _AskError(_error_message(exc.body) or exc.message) from None
+    except openai.APIError as exc:  # an error event in the stream (e.g. the LLM died midway)
+        sys.stdout.write("\n")
+        raise _AskError(exc.message) from None
+    finally:
+        await client.close()
+    if not sources:
+        err_console.print("[dim]no passages found for this question[/dim]")
+    return sources
+
+
+def _error_message(body: object) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return None
+
+
+def _sources_table(sources: list[dict[str, Any]]) -> Table:
+    cited = any(s.get("cited") for s in sources)
+    title = "Sources" if cited else "Passages given to the model (the answer cites none)"
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("document")
+    table.add_column("section")
+    table.add_column("score", justify="right")
+    table.add_column("snippet", overflow="fold", max_width=60)
+    for source in sources:
+        table.add_row(
+            Text(f"[{source.get('index')}]"),
+            Text(str(source.get("document", ""))),
+            Text(str(source.get("heading", ""))),
+            f"{float(source.get('score', 0.0)):.3f}",
+            Text(str(source.get("snippet", ""))),
+        )
+    return table

@@ -1,7 +1,253 @@
-"""Routes: placeholder until its owner fills it in."""
+"""OpenAI-compatible chat over the user's documents: POST /v1/chat/completions and GET /v1/models.
+
+The collection is the extra body field `collection`, else `model="ragchat/<collection>"`, else the default.
+Failures: an unreachable LLM is a 503 JSON error (or, when streaming, an SSE error event then `[DONE]`);
+an LLM that dies midway ends the stream with an error event at once. A client that goes away cancels the
+LLM request (streaming or not).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing, suppress
+from typing import TYPE_CHECKING, TypeVar
 
-router = APIRouter()
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from ragchat.api.chat_protocol import (
+    MODEL_PREFIX,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    SourceOut,
+    Usage,
+)
+from ragchat.api.errors import ApiError, error_body
+from ragchat.core.chat import (
+    ChatRequestError,
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    PreparedChat,
+    Source,
+    SourcesEvent,
+)
+from ragchat.infra.llm import LLMError, TokenUsage
+
+if TYPE_CHECKING:
+    from ragchat.container import Services
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["chat"])
+T = TypeVar("T")
+
+_STATUS_BY_CODE = {
+    "llm_unavailable": 503,
+    "llm_model_not_found": 503,
+    "llm_timeout": 504,
+    "llm_stream_broken": 502,
+    "llm_request_rejected": 400,
+}
+_DONE = "data: [DONE]\n\n"
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _status_for(code: str) -> int:
+    return _STATUS_BY_CODE.get(code, 500)
+
+
+def _sse(data: str) -> str:
+    return f"data: {data}\n\n"
+
+
+def _sse_error(code: str, message: str) -> str:
+    return _sse(json.dumps(error_body(_status_for(code), code, message)))
+
+
+class EventStreamResponse(StreamingResponse):
+    """A `text/event-stream` response that stops as soon as the client goes away and then closes its
+    event source (which closes the LLM request upstream)."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stream_then_stop() -> None:
+                    with suppress(OSError):  # the client went away while we were writing
+                        await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream_then_stop)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it if the client disconnects first."""
+    results: list[T] = []
+    failures: list[Exception] = []
+    async with anyio.create_task_group() as group:
+
+        async def run() -> None:
+            try:
+                results.append(await work)
+            except Exception as exc:  # re-raised below, outside the task group's ExceptionGroup
+                failures.append(exc)
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(run)
+        group.start_soon(watch)
+    if failures:
+        raise failures[0]
+    if not results:
+        raise ApiError(499, "client_closed_request", "the client closed the request")
+    return results[0]
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request
+) -> ChatCompletion | StreamingResponse:
+    """Answer the conversation from the collection's passages, citing them as [n]; OpenAI-compatible."""
+    chat = _services(request).chat
+    try:
+        prepared = await chat.prepare(
+            body.conversation(),
+            collection=body.requested_collection(),
+            max_tokens=body.answer_tokens(),
+            temperature=body.temperature,
+        )
+    except ChatRequestError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    except LLMError as exc:
+        if body.stream:
+            return EventStreamResponse(_error_stream(exc), headers=_SSE_HEADERS)
+        raise ApiError(_status_for(exc.code), exc.code, exc.message) from None
+
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    model = f"{MODEL_PREFIX}/{prepared.collection}"
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _event_stream(request, prepared, completion_id, model, created, include_usage)
+        return EventStreamResponse(events, headers=_SSE_HEADERS)
+    return await _unless_disconnected(request, _complete(request, prepared, completion_id, model, created))
+
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def _error_stream(exc: LLMError) -> AsyncIterator[str]:
+    yield _sse_error(exc.code, exc.message)
+    yield _DONE
+
+
+async def _complete(
+    request: Request, prepared: PreparedChat, completion_id: str, model: str, created: int
+) -> ChatCompletion:
+    parts: list[str] = []
+    sources: tuple[Source, ...] = ()
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
+    async with aclosing(_services(request).chat.generate(prepared)) as events:
+        async for event in events:
+            if isinstance(event, DeltaEvent):
+                parts.append(event.text)
+            elif isinstance(event, SourcesEvent):
+                sources = event.sources
+            elif isinstance(event, DoneEvent):
+                finish_reason, usage = event.finish_reason, event.usage
+            elif isinstance(event, ErrorEvent):
+                raise ApiError(_status_for(event.code), event.code, event.message)
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[Choice(message=ResponseMessage(content="".join(parts)), finish_reason=finish_reason)],
+        usage=Usage.of(usage) if usage else None,
+        sources=[SourceOut.of(s) for s in sources],
+    )
+
+
+async def _event_stream(
+    request: Request,
+    prepared: PreparedChat,
+    completion_id: str,
+    model: str,
+    created: int,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    def chunk(choices: list[ChunkChoice], **extra: object) -> str:
+        event = ChatCompletionChunk(
+            id=completion_id,
+            object="chat.completion.chunk",
+            created=created,
+            model=model,
+            choices=choices,
+            **extra,  # type: ignore[arg-type]
+        )
+        return _sse(event.model_dump_json(exclude_unset=True))
+
+    yield chunk([ChunkChoice(delta=ChunkDelta(role="assistant", content=""), finish_reason=None)])
+    sources: tuple[Source, ...] = ()
+    try:
+        async with aclosing(_services(request).chat.generate(prepared)) as events:
+            async for event in events:
+                if isinstance(event, DeltaEvent):
+                    yield chunk([ChunkChoice(delta=ChunkDelta(content=event.text), finish_reason=None)])
+                elif isinstance(event, SourcesEvent):
+                    sources = event.sources
+                elif isinstance(event, DoneEvent):
+                    yield chunk([ChunkChoice(delta=ChunkDelta(), finish_reason=event.finish_reason)])
+                    final: dict[str, object] = {"sources": [SourceOut.of(s) for s in sources]}
+                    if include_usage and event.usage is not None:
+                        final["usage"] = Usage.of(event.usage)
+                    yield chunk([], **final)
+                elif isinstance(event, ErrorEvent):
+                    yield _sse_error(event.code, event.message)
+    except Exception:
+        logger.exception("chat stream failed")
+        yield _sse_error("internal_error", "internal error while streaming the answer; see the server log")
+    yield _DONE
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> ModelList:
+    """`ragchat` (the default collection) and one `ragchat/<collection>` per collection."""
+    services = _services(request)
+    default = services.settings.default_collection
+    collections = await anyio.to_thread.run_sync(services.store.list_collections)
+    created = int(time.time())
+    cards = [ModelCard(id=MODEL_PREFIX, created=created, collection=default)]
+    for name in sorted({default, *collections}):
+        cards.append(ModelCard(id=f"{MODEL_PREFIX}/{name}", created=created, collection=name))
+    return ModelList(data=cards)

@@ -1,7 +1,50 @@
-"""Routes: placeholder until its owner fills it in."""
+"""Routes: the web UI. `GET /` serves the page; `/static/*` serves its scripts, styles and vendored libraries.
+
+The page is plain ES modules (no build step) in `ragchat/web/static/`, shipped as package data, so the UI
+works offline. It talks to the app only through the public HTTP API described in docs/architecture.md.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import html
+from functools import cache
+from pathlib import Path
 
-router = APIRouter()
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from ragchat.config import Settings
+
+STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
+
+# The page runs only its own scripts and talks only to its own origin: a Markdown answer that smuggles
+# HTML past the sanitiser still cannot load or send anything.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+router = APIRouter(include_in_schema=False)
+router.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+
+@cache
+def _page_template() -> str:
+    return (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    """The single page of the UI, told which collection is the default."""
+    settings: Settings = request.app.state.settings
+    page = _page_template().replace("{{default_collection}}", html.escape(settings.default_collection))
+    return HTMLResponse(
+        page,
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )

@@ -14,6 +14,10 @@ from ragchat.domain import ChunkDraft, DocumentRecord, Passage
 from ragchat.infra.embeddings import Vectors
 
 
+class StoreError(Exception):
+    """The store cannot do what was asked (unreadable database, vectors of the wrong model, ...)."""
+
+
 class ChunkStore(Protocol):
     """Documents grouped in collections, their chunks, vectors and keyword index."""
 
@@ -34,7 +38,7 @@ class ChunkStore(Protocol):
         chunks: Sequence[ChunkDraft],
         vectors: Vectors,
     ) -> DocumentRecord:
-        """Store a document with its chunks and vectors, replacing any earlier version at `path` atomically."""
+        """Store a document, its chunks and vectors; an earlier version at `path` is replaced atomically."""
         ...
 
     def delete_document(self, document_id: str) -> bool:
@@ -42,6 +46,14 @@ class ChunkStore(Protocol):
         ...
 
     def list_documents(self, collection: str | None = None) -> list[DocumentRecord]: ...
+
+    def count_documents(self) -> int:
+        """How many documents are stored, over all collections."""
+        ...
+
+    def check_embedding_model(self, model_name: str, dimension: int) -> None:
+        """Record the embedding model on first use; `StoreError` if the store holds another's vectors."""
+        ...
 
     def list_collections(self) -> list[str]: ...
 

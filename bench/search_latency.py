@@ -1,0 +1,402 @@
+"""Search latency of `POST /api/search` (query embedding included) at python-docs size and at 100k chunks.
+
+    .venv/bin/python bench/search_latency.py                       # build what is missing, measure, print
+    .venv/bin/python bench/search_latency.py --write-docs          # ... and update docs/benchmarks.md
+
+Databases (kept in --work, default bench/results/tmp/search-latency/, and reused by later runs):
+- `docs/`: the 530 HTML pages of Debian's python3.11-doc ingested by ragchat's own `IngestService`
+  (loader, chunker, embedding model, SQLite), all in the default collection. `--build-runtime onnx-int8`
+  (the default here) embeds ~3.6x faster than torch; the vectors only serve as search targets, the
+  served queries are embedded by the server's default runtime (torch). `--source-db` copies a database
+  that another run made instead (e.g. one kept by `bench/ingest_speed.py --keep`).
+- `100k/`: the python-docs database plus "editions" of every page until the collection holds
+  --target-chunks chunks. Edition e of a chunk is the same text with its sentences rotated by e places
+  (same words, so BM25 posting lists grow as in a real corpus of related documents) and its vector is the
+  real vector plus Gaussian noise (sigma 0.02 per dimension, renormalised; cosine ~0.9 to the original),
+  written through `SqliteChunkStore.replace_document` like any ingest. Embedding 100k chunks with the real
+  model would take hours on 2 cores; exact search costs the same whatever the vectors hold.
+
+Measurement: a real uvicorn server (`uvicorn app.main:app`) per database; the client sends the question
+set's queries one at a time (20 warm-up requests, then --requests measured) and times each full HTTP
+round trip. Components (query embedding, vector search, keyword search) are also timed in-process on the
+same database, to show where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from ragchat.config import Settings
+from ragchat.container import build_services
+from ragchat.core.ingest import discover_files
+from ragchat.infra.embeddings.factory import create_embedder
+from ragchat.infra.store.sqlite import SqliteChunkStore
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path("/usr/share/doc/python3.11/html")
+QUESTIONS = ROOT / "bench" / "questions" / "python_docs.jsonl"
+EXTRA_QUERIES = [
+    "how do I read a file line by line",
+    "format a datetime as ISO 8601",
+    "difference between list and tuple",
+    "parse command line arguments",
+    "regular expression named groups",
+    "sort a dictionary by value",
+    "run a coroutine from synchronous code",
+    "what is a context manager",
+    "json.dumps indent",
+    "os.path.join",
+    "TypeError: unhashable type",
+    "?!",
+]
+COLLECTION = "default"
+SECTION_START = "<!-- search-latency:start -->"
+SECTION_END = "<!-- search-latency:end -->"
+MACHINE = "2-core x86_64 CPU, 24 GB, no GPU"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def settings_for(data_dir: Path, **overrides: object) -> Settings:
+    return Settings(_env_file=None, data_dir=data_dir, **overrides)  # type: ignore[call-arg]
+
+
+def chunk_count(database: Path) -> int:
+    if not database.exists():
+        return 0
+    with closing(sqlite3.connect(database)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+# --- building the databases -----------------------------------------------------------------------
+
+
+def build_docs_database(data_dir: Path, runtime: str, sample: int | None) -> None:
+    pages = [
+        path
+        for path in discover_files([CORPUS])[0]
+        if path.suffix == ".html"
+        and not any(folder.startswith("_") for folder in path.relative_to(CORPUS).parts[:-1])
+    ]
+    if sample:
+        pages = pages[:: max(1, len(pages) // sample)][:sample]
+    log(f"ingesting {len(pages)} python-docs pages with LOCAL_EMBEDDING_RUNTIME={runtime} into {data_dir}")
+
+    async def run() -> None:
+        services = await build_services(settings_for(data_dir, local_embedding_runtime=runtime))
+        try:
+            started = time.perf_counter()
+            report = await asyncio.to_thread(services.ingest.ingest_paths, pages, collection=COLLECTION)
+            log(
+                f"ingested {len(report.added) + len(report.replaced)} pages, {report.chunk_count} chunks "
+                f"in {time.perf_counter() - started:.0f} s; skipped {len(report.skipped)}"
+            )
+        finally:
+            await services.aclose()
+
+    asyncio.run(run())
+
+
+def rotate_sentences(text: str, places: int) -> str:
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    if len(sentences) < 2:
+        words = text.split(" ")
+        shift = places % max(1, len(words))
+        return " ".join(words[shift:] + words[:shift])
+    shift = places % len(sentences)
+    return " ".join(sentences[shift:] + sentences[:shift])
+
+
+def build_editions(source: Path, data_dir: Path, target_chunks: int) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database = data_dir / "ragchat.sqlite3"
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(database)) as dst:
+        src.backup(dst)
+    store = SqliteChunkStore(database)
+    rng = np.random.default_rng(2026)
+    try:
+        with closing(sqlite3.connect(source)) as conn:
+            documents = conn.execute(
+                "SELECT id, path, title, content_hash, char_count FROM documents ORDER BY path"
+            ).fetchall()
+            from ragchat.domain import ChunkDraft
+
+            edition, total = 1, chunk_count(database)
+            log(f"adding editions to {total} chunks until {target_chunks}")
+            while total < target_chunks:
+                for document_id, path, title, content_hash, char_count in documents:
+                    rows = conn.execute(
+                        'SELECT text, heading_path, start, "end", token_count, embedding FROM chunks'
+                        " WHERE document_id = ? ORDER BY ordinal",
+                        (document_id,),
+                    ).fetchall()
+                    chunks = [
+                        ChunkDraft(
+                            rotate_sentences(text, edition), tuple(json.loads(heading)), start, end, tokens
+                        )
+                        for text, heading, start, end, tokens, _ in rows
+                    ]
+                    vectors = np.stack([np.frombuffer(row[5], dtype=np.float32) for row in rows])
+                    vectors = vectors + rng.normal(0, 0.02, vectors.shape).astype(np.float32)
+                    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                    store.replace_document(
+                        collection=COLLECTION,
+                        path=f"{path}#edition-{edition}",
+                        content_hash=f"{content_hash}-{edition}",
+                        title=title,
+                        char_count=char_count,
+                        chunks=chunks,
+                        vectors=vectors,
+                    )
+                    total += len(chunks)
+                    if total >= target_chunks:
+                        break
+                log(f"edition {edition} done: {total} chunks")
+                edition += 1
+    finally:
+        store.close()
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def queries() -> list[str]:
+    asked = [json.loads(line)["q"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    return asked + EXTRA_QUERIES
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], share: float) -> float:
+    return float(np.percentile(np.array(values), share * 100))
+
+
+def measure_http(data_dir: Path, requests: int, modes: list[str]) -> dict[str, dict[str, float]]:
+    port = free_port()
+    env = {**os.environ, "RAGCHAT_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    env.pop("LOCAL_EMBEDDING_RUNTIME", None)
+    command = [str(Path(sys.executable).with_name("uvicorn")), "app.main:app", "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    results: dict[str, dict[str, float]] = {}
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            deadline = time.monotonic() + 300
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(
+                        f"server exited: {server.stderr.read().decode() if server.stderr else ''}"
+                    )
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start in 300 s")
+                time.sleep(0.5)
+            asked = queries()
+            for mode in modes:
+                for i in range(20):
+                    client.post(
+                        "/api/search", json={"query": asked[i % len(asked)], "mode": mode}
+                    ).raise_for_status()
+                timings = []
+                for i in range(requests):
+                    body = {"query": asked[i % len(asked)], "k": 5, "mode": mode}
+                    started = time.perf_counter()
+                    response = client.post("/api/search", json=body)
+                    timings.append((time.perf_counter() - started) * 1000)
+                    response.raise_for_status()
+                results[mode] = {
+                    "p50": statistics.median(timings),
+                    "p95": percentile(timings, 0.95),
+                    "mean": statistics.fmean(timings),
+                }
+                figures = results[mode]
+                log(f"{data_dir.name} {mode}: p50 {figures['p50']:.1f} ms, p95 {figures['p95']:.1f} ms")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return results
+
+
+def measure_components(data_dir: Path, repeats: int) -> dict[str, float]:
+    """Median ms of each step of a hybrid search, in-process on the same database."""
+    settings = settings_for(data_dir)
+    embedder = create_embedder(settings)
+    store = SqliteChunkStore(settings.database_path)
+    asked = queries()
+    try:
+        embedder.embed(["warm-up"], input_type="query")
+        store.vector_search(
+            COLLECTION, embedder.embed(["warm-up"], input_type="query")[0], 40
+        )  # loads matrix
+
+        def timed(step: Callable[[str], object]) -> float:
+            values = []
+            for i in range(repeats):
+                started = time.perf_counter()
+                step(asked[i % len(asked)])
+                values.append((time.perf_counter() - started) * 1000)
+            return statistics.median(values)
+
+        vectors = {q: embedder.embed([q], input_type="query")[0] for q in asked}
+        load_started = time.perf_counter()
+        SqliteChunkStore(settings.database_path).vector_search(COLLECTION, vectors[asked[0]], 1)
+        load_ms = (time.perf_counter() - load_started) * 1000
+        return {
+            "embed_query": timed(lambda q: embedder.embed([q], input_type="query")),
+            "vector_search": timed(lambda q: store.vector_search(COLLECTION, vectors[q], 40)),
+            "keyword_search": timed(lambda q: store.keyword_search(COLLECTION, q, 40)),
+            "matrix_load": load_ms,
+        }
+    finally:
+        store.close()
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def render(figures: dict[str, dict[str, object]], requests: int, build_runtime: str) -> str:
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    lines = [
+        SECTION_START,
+        "## Search latency (`POST /api/search`, query embedding included)",
+        "",
+        f"Machine: {MACHINE} ({platform.python_implementation()} {platform.python_version()}), shared with "
+        f"other work (load average at the end: {load}). Date: {date}. Command: "
+        "`.venv/bin/python bench/search_latency.py --write-docs`.",
+        f"Real uvicorn server, one request at a time, {requests} measured requests per mode (questions of "
+        "`bench/questions/python_docs.jsonl` plus a few others, k=5), torch query embedding. How the corpora "
+        f"were made is in the script's docstring (page vectors embedded with {build_runtime}; the 100k "
+        "corpus adds sentence-rotated editions of every page with perturbed real vectors).",
+        "",
+        "| corpus | chunks | mode | p50 ms | p95 ms | mean ms |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, data in figures.items():
+        http = data["http"]
+        assert isinstance(http, dict)
+        for mode, values in http.items():
+            lines.append(
+                f"| {name} | {data['chunks']:,} | {mode} | {values['p50']:.1f} | {values['p95']:.1f} "
+                f"| {values['mean']:.1f} |"
+            )
+    lines += [
+        "",
+        "Where the time goes (median ms, in-process, same databases; the server runs the keyword search in "
+        "one thread while the query is embedded and searched by vector in another):",
+        "",
+        "| corpus | embed query | vector search (exact, numpy) | keyword search (FTS5 BM25) "
+        "| first-search matrix load |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, data in figures.items():
+        parts = data["components"]
+        assert isinstance(parts, dict)
+        lines.append(
+            f"| {name} | {parts['embed_query']:.1f} | {parts['vector_search']:.1f} | "
+            f"{parts['keyword_search']:.1f} | {parts['matrix_load']:.0f} |"
+        )
+    lines.append(SECTION_END)
+    return "\n".join(lines)
+
+
+def write_docs(section: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if SECTION_START in text:
+        before, rest = text.split(SECTION_START, 1)
+        after = rest.split(SECTION_END, 1)[1]
+        text = before + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "results" / "tmp" / "search-latency")
+    parser.add_argument("--source-db", type=Path, help="an existing python-docs ragchat.sqlite3 to copy")
+    parser.add_argument("--build-runtime", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"])
+    parser.add_argument("--pages", type=int, help="a quick run on this many evenly spread pages")
+    parser.add_argument("--target-chunks", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--modes", default="hybrid,vector,keyword")
+    parser.add_argument("--build-only", action="store_true", help="make the databases, measure nothing")
+    parser.add_argument("--write-docs", action="store_true", help="update the section in docs/benchmarks.md")
+    args = parser.parse_args()
+
+    docs_dir, big_dir = args.work / "docs", args.work / "100k"
+    docs_db, big_db = docs_dir / "ragchat.sqlite3", big_dir / "ragchat.sqlite3"
+    if chunk_count(docs_db) == 0:
+        if args.source_db:
+            docs_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(args.source_db, docs_db)
+        else:
+            build_docs_database(docs_dir, args.build_runtime, args.pages)
+    if chunk_count(big_db) < args.target_chunks:
+        shutil.rmtree(big_dir, ignore_errors=True)
+        build_editions(docs_db, big_dir, args.target_chunks)
+
+    if args.build_only:
+        return
+    modes = args.modes.split(",")
+    figures: dict[str, dict[str, object]] = {}
+    docs_name = f"python docs ({args.pages or 530} pages)"
+    for name, data_dir in ((docs_name, docs_dir), (f"{args.target_chunks:,} chunks", big_dir)):
+        figures[name] = {
+            "chunks": chunk_count(data_dir / "ragchat.sqlite3"),
+            "http": measure_http(data_dir, args.requests, modes),
+            "components": measure_components(data_dir, args.requests),
+        }
+    section = render(figures, args.requests, args.build_runtime)
+    print(section)
+    if args.write_docs:
+        write_docs(section)
+
+
+if __name__ == "__main__":
+    main()

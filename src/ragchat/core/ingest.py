@@ -1,0 +1,321 @@
+"""Ingestion: files and folders (or uploaded bytes) into stored, embedded chunks.
+
+Idempotent by content: a file whose SHA-256 matches the stored version is left alone; a changed file
+replaces its earlier version in one store transaction (readers see the old or the new version, never half),
+so a process killed mid-ingest leaves only whole documents, and running the ingest again finishes the rest
+without duplicates. A file that cannot be ingested is skipped with a reason and the others proceed.
+
+Pipeline: one worker thread reads, hashes, parses and chunks the next files while the calling thread embeds
+chunks in batches that span several small documents (the model is fastest on full batches) and commits each
+document in its own transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import anyio.to_thread
+
+from ragchat.core.chunking import embedding_text
+from ragchat.domain import ChunkDraft, DocumentRecord, ExtractedDocument, IngestReport
+from ragchat.infra.embeddings import Embedder
+from ragchat.infra.loaders import SUPPORTED_SUFFIXES, LoadError
+from ragchat.infra.store import ChunkStore
+from ragchat.observability import AppMetrics
+
+FileStatus = Literal["added", "replaced", "unchanged", "skipped"]
+DocumentLoader = Callable[[Path], ExtractedDocument]
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PREFETCH_FILES = 8
+
+
+class InvalidCollectionName(ValueError):
+    """A collection name outside `COLLECTION_NAME`."""
+
+
+def check_collection_name(name: str) -> str:
+    """Return `name` if it is a valid collection name, else raise `InvalidCollectionName` saying why."""
+    if not COLLECTION_NAME.match(name):
+        raise InvalidCollectionName(
+            f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+class Splitter(Protocol):
+    """Cuts an extracted document into chunks (`ragchat.core.chunking.Chunker`)."""
+
+    def split(self, document: ExtractedDocument) -> list[ChunkDraft]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """What happened to one file: its status, the stored document (if any) and why it was skipped."""
+
+    path: str
+    status: FileStatus
+    document: DocumentRecord | None = None
+    reason: str | None = None
+
+    @property
+    def chunks(self) -> int:
+        return self.document.chunk_count if self.document is not None else 0
+
+
+class IngestProgress(Protocol):
+    """Receives progress from `IngestService.ingest_paths` (the CLI draws a progress bar with it)."""
+
+    def start(self, total_files: int) -> None:
+        """Called once, after the paths were walked, with the number of files found."""
+        ...
+
+    def advance(self, outcome: FileOutcome) -> None:
+        """Called once per file, when it is settled."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedDocument:
+    """A parsed and chunked file waiting for its vectors."""
+
+    path: str
+    content_hash: str
+    title: str | None
+    char_count: int
+    chunks: list[ChunkDraft]
+    replaces_existing: bool
+
+
+class IngestService:
+    """Turns files into stored documents: load, chunk, embed, store; skip what is unchanged or unusable."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        splitter: Splitter,
+        loader: DocumentLoader,
+        *,
+        max_file_bytes: int,
+        batch_chunks: int = 128,
+        metrics: AppMetrics | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._embedder = embedder
+        self._splitter = splitter
+        self._loader = loader
+        self._max_file_bytes = max_file_bytes
+        self._batch_chunks = batch_chunks
+
+    # --- files and folders (CLI) ---------------------------------------------------------------------
+
+    def ingest_paths(
+        self, paths: Sequence[Path], *, collection: str, progress: IngestProgress | None = None
+    ) -> IngestReport:
+        """Ingest files and folders (walked recursively, hidden entries left out) into `collection`."""
+        check_collection_name(collection)
+        files, missing = discover_files(paths)
+        report = IngestReport()
+
+        def settle(outcome: FileOutcome) -> None:
+            _record(report, outcome)
+            self._count(outcome)
+            if progress is not None:
+                progress.advance(outcome)
+
+        if progress is not None:
+            progress.start(len(files) + len(missing))
+        for path in missing:
+            settle(FileOutcome(str(path), "skipped", reason="no such file or folder"))
+
+        pending: list[_PreparedDocument] = []
+        for item in self._prepare_ahead(files, collection):
+            if isinstance(item, FileOutcome):
+                settle(item)
+                continue
+            pending.append(item)
+            if sum(len(doc.chunks) for doc in pending) >= self._batch_chunks:
+                for outcome in self._embed_and_store(pending, collection):
+                    settle(outcome)
+                pending = []
+        for outcome in self._embed_and_store(pending, collection):
+            settle(outcome)
+        return report
+
+    def _prepare_ahead(
+        self, files: Sequence[Path], collection: str
+    ) -> Iterator[FileOutcome | _PreparedDocument]:
+        """Prepare files in order on a worker thread, a few files ahead of the caller."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragchat-ingest") as pool:
+            queue: deque[Future[FileOutcome | _PreparedDocument]] = deque()
+            upcoming = iter(files)
+            try:
+                for path in upcoming:
+                    queue.append(pool.submit(self._prepare_file, path, collection))
+                    if len(queue) >= _PREFETCH_FILES:
+                        yield queue.popleft().result()
+                while queue:
+                    yield queue.popleft().result()
+            finally:
+                for future in queue:
+                    future.cancel()
+
+    def _prepare_file(self, path: Path, collection: str) -> FileOutcome | _PreparedDocument:
+        key = str(path)
+        suffix = path.suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            shown = f"'{suffix}'" if suffix else "no suffix"
+            return FileOutcome(
+                key,
+                "skipped",
+                reason=f"unsupported file type ({shown}); ragchat reads {', '.join(SUPPORTED_SUFFIXES)}",
+            )
+        try:
+            size = path.stat().st_size
+            if size > self._max_file_bytes:
+                return FileOutcome(key, "skipped", reason=self._too_large(size))
+            data = path.read_bytes()
+        except OSError as exc:
+            return FileOutcome(key, "skipped", reason=f"cannot read the file: {exc.strerror or exc}")
+        return self._prepare(key, path, data, collection)
+
+    def _prepare(
+        self, key: str, source: Path, data: bytes, collection: str
+    ) -> FileOutcome | _PreparedDocument:
+        """Hash `data`; unless the stored version matches, load `source` (holding `data`) and chunk it."""
+        content_hash = hashlib.sha256(data).hexdigest()
+        existing = self._store.find_document(collection, key)
+        if existing is not None and existing.content_hash == content_hash:
+            return FileOutcome(key, "unchanged", document=existing)
+        try:
+            extracted = self._loader(source)
+        except LoadError as exc:
+            return FileOutcome(key, "skipped", reason=str(exc))
+        chunks = self._splitter.split(extracted)
+        if not chunks:
+            return FileOutcome(key, "skipped", reason="no text to index was found in the file")
+        return _PreparedDocument(
+            path=key,
+            content_hash=content_hash,
+            title=extracted.title,
+            char_count=len(extracted.text),
+            chunks=chunks,
+            replaces_existing=existing is not None,
+        )
+
+    def _embed_and_store(self, documents: Sequence[_PreparedDocument], collection: str) -> list[FileOutcome]:
+        """Embed the chunks of `documents` together, then store each document in its own transaction."""
+        if not documents:
+            return []
+        texts = [embedding_text(chunk) for doc in documents for chunk in doc.chunks]
+        vectors = self._embedder.embed(texts, input_type="document")
+        outcomes: list[FileOutcome] = []
+        offset = 0
+        for doc in documents:
+            record = self._store.replace_document(
+                collection=collection,
+                path=doc.path,
+                content_hash=doc.content_hash,
+                title=doc.title,
+                char_count=doc.char_count,
+                chunks=doc.chunks,
+                vectors=vectors[offset : offset + len(doc.chunks)],
+            )
+            offset += len(doc.chunks)
+            outcomes.append(
+                FileOutcome(doc.path, "replaced" if doc.replaces_existing else "added", document=record)
+            )
+        return outcomes
+
+    def _count(self, outcome: FileOutcome) -> None:
+        """Ingestion metrics: stored files and their chunks; skipped files count as failures."""
+        if self._metrics is not None:
+            stored = outcome.status in ("added", "replaced")
+            self._metrics.ingested(
+                files=int(stored),
+                chunks=outcome.chunks if stored else 0,
+                failures=int(outcome.status == "skipped"),
+            )
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"the file is {size / 1048576:.1f} MB, over the {self._max_file_bytes / 1048576:g} MB limit "
+            "(raise it with RAGCHAT_MAX_FILE_MB)"
+        )
+
+    # --- uploads (HTTP) -------------------------------------------------------------------------------
+
+    async def ingest_upload(
+        self, filename: str, data: bytes, *, collection: str
+    ) -> tuple[FileStatus, DocumentRecord | None, str | None]:
+        """Ingest one uploaded file stored under its (already sanitised) plain `filename` in `collection`."""
+        outcome = await anyio.to_thread.run_sync(self.ingest_bytes, filename, data, collection)
+        self._count(outcome)
+        return outcome.status, outcome.document, outcome.reason
+
+    def ingest_bytes(self, filename: str, data: bytes, collection: str) -> FileOutcome:
+        """Ingest `data` as the file `filename` (a plain name, no folders) in `collection`."""
+        check_collection_name(collection)
+        if Path(filename).name != filename or filename in ("", ".", ".."):
+            raise ValueError(f"not a plain file name: {filename!r}")
+        if len(data) > self._max_file_bytes:
+            return FileOutcome(filename, "skipped", reason=self._too_large(len(data)))
+        suffix = Path(filename).suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            shown = f"'{suffix}'" if suffix else "no suffix"
+            return FileOutcome(
+                filename,
+                "skipped",
+                reason=f"unsupported file type ({shown}); ragchat reads {', '.join(SUPPORTED_SUFFIXES)}",
+            )
+        with tempfile.TemporaryDirectory(prefix="ragchat-upload-") as folder:
+            source = Path(folder) / filename
+            source.write_bytes(data)
+            prepared = self._prepare(filename, source, data, collection)
+        if isinstance(prepared, FileOutcome):
+            return prepared
+        return self._embed_and_store([prepared], collection)[0]
+
+
+def discover_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """Regular files under `paths` (folders walked recursively in name order, hidden entries left out),
+    each once, as absolute paths; and the paths that do not exist."""
+    found: dict[Path, None] = {}
+    missing: list[Path] = []
+    for given in paths:
+        path = Path(os.path.abspath(given.expanduser()))
+        if path.is_dir():
+            for folder, subfolders, names in os.walk(path):
+                subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+                for name in sorted(names):
+                    candidate = Path(folder) / name
+                    if not name.startswith(".") and candidate.is_file():
+                        found.setdefault(candidate, None)
+        elif path.is_file():
+            found.setdefault(path, None)
+        else:
+            missing.append(path)
+    return list(found), missing
+
+
+def _record(report: IngestReport, outcome: FileOutcome) -> None:
+    if outcome.status == "added" and outcome.document is not None:
+        report.added.append(outcome.document)
+    elif outcome.status == "replaced" and outcome.document is not None:
+        report.replaced.append(outcome.document)
+    elif outcome.status == "unchanged":
+        report.unchanged.append(outcome.path)
+    else:
+        report.skipped.append((outcome.path, outcome.reason or "unknown reason"))

@@ -1,0 +1,69 @@
+"""The local embedding model on torch, through sentence-transformers (fully offline).
+
+Also a `TokenCounter`: the chunker measures chunks with this model's own tokenizer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ragchat.infra.embeddings import InputType, Vectors
+from ragchat.infra.embeddings.model_files import ModelFiles, ModelTokenizer, resolve_model_dir
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers on CPU; the model loads on first use (or `load()`), not at construction."""
+
+    def __init__(self, model: str, *, batch_size: int = 32) -> None:
+        """`model`: LOCAL_EMBEDDING_MODEL (name, folder or cached hub id); resolved now, loaded lazily."""
+        self.model_name = model
+        self._files = ModelFiles.read(resolve_model_dir(model))
+        self._tokenizer = ModelTokenizer(self._files.folder, self._files.max_seq_length)
+        self.max_tokens = self._tokenizer.max_tokens
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        dimension = self._loaded().get_embedding_dimension()
+        return int(dimension)
+
+    def load(self) -> None:
+        """Load the weights now (startup) instead of on the first `embed`."""
+        self._loaded()
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of each model token in `text`, special tokens excluded."""
+        return self._tokenizer.token_offsets(text)
+
+    def embed(self, texts: Sequence[str], *, input_type: InputType) -> Vectors:
+        """L2-normalised float32 vectors, shape (len(texts), dimension); inputs over the limit are cut."""
+        model = self._loaded()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        prompt = self._files.prompts.get(input_type)
+        vectors = model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            prompt=prompt,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(
+                    str(self._files.folder), device="cpu", local_files_only=True
+                )
+                self._model.max_seq_length = self._files.max_seq_length
+            return self._model

@@ -1,0 +1,136 @@
+// Calls to ragchat's HTTP API (docs/architecture.md). Every failure becomes an ApiError whose
+// message can be shown as is: the server's own message when it sent the JSON error shape.
+
+/** An error from the API: `status` 0 means the request never got an answer. */
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = "", type = "" } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.type = type;
+  }
+}
+
+const NO_ANSWER = "ragchat did not answer. Check that the server is still running, then try again.";
+
+function fromErrorBody(body, status, fallback) {
+  const error = body && typeof body === "object" ? body.error : null;
+  if (error && typeof error.message === "string") {
+    return new ApiError(error.message, { status, code: error.code || "", type: error.type || "" });
+  }
+  return new ApiError(fallback, { status });
+}
+
+async function errorFromResponse(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: fall back to the status line
+  }
+  return fromErrorBody(body, response.status, `${response.status} ${response.statusText}`.trim());
+}
+
+async function request(path, init = {}) {
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(NO_ANSWER);
+  }
+  if (!response.ok) throw await errorFromResponse(response);
+  return response;
+}
+
+/** GET a JSON document. */
+export async function getJSON(path) {
+  const response = await request(path, { headers: { Accept: "application/json" } });
+  return response.json();
+}
+
+/** DELETE /api/documents/{id}. */
+export async function deleteDocument(id) {
+  await request(`/api/documents/${encodeURIComponent(id)}`, { method: "DELETE" });
+}
+
+/**
+ * POST /api/documents with XMLHttpRequest, the one browser API that reports upload progress.
+ * `onProgress(fraction)` gets 0..1 while bytes go up, then `null` while the server indexes them.
+ * Resolves to the `results` array; rejects with an ApiError.
+ */
+export function uploadFiles(files, collection, onProgress) {
+  const form = new FormData();
+  for (const file of files) form.append("files", file, file.name);
+  form.append("collection", collection);
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/documents");
+    xhr.responseType = "json";
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.upload.addEventListener("load", () => onProgress(null));
+    xhr.addEventListener("load", () => {
+      const body = xhr.response;
+      if (xhr.status >= 200 && xhr.status < 300 && body && Array.isArray(body.results)) {
+        resolve(body.results);
+      } else {
+        reject(fromErrorBody(body, xhr.status, `Upload failed (HTTP ${xhr.status}).`));
+      }
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(NO_ANSWER)));
+    xhr.send(form);
+  });
+}
+
+/**
+ * POST /v1/chat/completions with `stream: true` and yield each SSE `data:` payload, parsed.
+ * Stops at `[DONE]`. An HTTP error (e.g. 503 when the LLM is down) is thrown as an ApiError;
+ * an error event inside the stream is yielded as `{error: {...}}` for the caller to show.
+ */
+export async function* streamChat(body, signal) {
+  const response = await request("/v1/chat/completions", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify({ ...body, stream: true }),
+    signal,
+  });
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let finished = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      const events = buffer.split(/\r?\n\r?\n/);
+      buffer = events.pop();
+      for (const event of events) {
+        const data = sseData(event);
+        if (data === null) continue;
+        if (data === "[DONE]") finished = true;
+        else if (!finished) yield JSON.parse(data);
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    if (error instanceof SyntaxError) throw new ApiError("The answer stream was garbled; try again.");
+    throw new ApiError("The connection to ragchat broke off while the answer was streaming; try again.");
+  } finally {
+    // Stopped early (the person pressed Stop, or an error): close the request so the LLM stops too.
+    if (!finished) reader.cancel().catch(() => {});
+  }
+  if (!finished) throw new ApiError("The answer stream ended before it was complete; try again.");
+}
+
+/** The `data:` payload of one SSE event (lines joined by newlines), or null for comments and pings. */
+function sseData(event) {
+  const lines = [];
+  for (const line of event.split(/\r?\n/)) {
+    if (line.startsWith("data:")) lines.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+  }
+  return lines.length ? lines.join("\n") : null;
+}

@@ -1,0 +1,93 @@
+// Entry point: wires the status light, the documents panel, the conversation and the source panel.
+
+import { Chat } from "./chat.js";
+import { Library } from "./documents.js";
+import { SourcePanel } from "./sources.js";
+import { StatusLight } from "./status.js";
+
+const $ = (selector) => document.querySelector(selector);
+const defaultCollection = $('meta[name="ragchat-default-collection"]')?.content || "default";
+
+const page = { health: null, collection: defaultCollection, documents: null };
+
+const sourcePanel = new SourcePanel($("#source-panel"));
+
+const library = new Library($("#sidebar"), {
+  defaultCollection,
+  onChange: ({ collection, documents }) => {
+    page.collection = collection;
+    page.documents = documents;
+    renderNotices();
+  },
+});
+
+const chat = new Chat({
+  messages: $("#messages"),
+  form: $("#composer"),
+  input: $("#question"),
+  sendButton: $("#send"),
+  announcer: $("#announcer"),
+  sourcePanel,
+  getCollection: () => library.collection,
+  collectionIsEmpty: () => Array.isArray(page.documents) && page.documents.length === 0,
+  onTrouble: () => status.refresh(),
+});
+
+const status = new StatusLight($("#status"), {
+  onHealth: (summary) => {
+    page.health = summary;
+    renderNotices();
+  },
+});
+
+/** The banner over the conversation and the welcome text follow health and the chosen collection. */
+function renderNotices() {
+  for (const node of document.querySelectorAll(".collection-name")) node.textContent = page.collection;
+  const empty = Array.isArray(page.documents) && page.documents.length === 0;
+  $("#welcome-empty").hidden = !empty;
+  $("#welcome-ready").hidden = empty || page.documents === null;
+  $("#document-count").textContent = page.documents ? String(page.documents.length) : "";
+
+  const banner = $("#banner");
+  const health = page.health;
+  if (health && !health.appUp) {
+    showBanner(banner, "ragchat is not answering.", "Check that the server is running, then reload this page.");
+  } else if (health && health.reachable === false) {
+    showBanner(
+      banner,
+      `The language model (${health.model}) is not answering.`,
+      "Start it with ./scripts/start_vllm.sh, or point VLLM_BASE_URL at a running server. " +
+        "Documents can still be added meanwhile.",
+    );
+  } else {
+    banner.hidden = true;
+  }
+}
+
+function showBanner(banner, title, hint) {
+  banner.querySelector(".banner-title").textContent = title;
+  banner.querySelector(".banner-hint").textContent = hint;
+  banner.hidden = false;
+}
+
+function setDrawer(open) {
+  document.body.classList.toggle("docs-open", open);
+  $("#toggle-docs").setAttribute("aria-expanded", String(open));
+  if (open) $("#sidebar").focus();
+}
+
+$("#toggle-docs").addEventListener("click", () => setDrawer(!document.body.classList.contains("docs-open")));
+$("#close-docs").addEventListener("click", () => setDrawer(false));
+$("#backdrop").addEventListener("click", () => {
+  setDrawer(false);
+  sourcePanel.close();
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("docs-open")) setDrawer(false);
+});
+$("#new-conversation").addEventListener("click", () => chat.reset());
+$("#add-documents").addEventListener("click", () => $("#file-input").click());
+
+status.refresh();
+library.refresh();
+$("#question").focus();

@@ -1,0 +1,223 @@
+"""POST /v1/chat/completions and GET /v1/models through the real app (uvicorn), the real embedding model,
+SQLite and a real vLLM CPU server, driven by the official `openai` client.
+
+The corpus (tests/data/chat_corpus) is a made-up handbook, so answers can only come from its passages.
+SmolLM2-135M rarely cites; tests check what must hold whatever it writes, and use `max_tokens=1` where
+they need "no citation" to observe every passage the model was given.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from ragchat.config import Settings
+from ragchat.infra.store.sqlite import SqliteChunkStore
+from tests.support.live_app import live_app
+from tests.support.vllm import VllmServer
+
+pytestmark = [pytest.mark.llm, pytest.mark.asyncio(loop_scope="session")]
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+HANDBOOK = DATA / "chat_corpus"
+GARDEN = Path(__file__).resolve().parents[1] / "browser" / "data" / "greenhouse-handbook.md"
+SOURCE_KEYS = {"index", "chunk_id", "document_id", "document", "heading", "snippet", "score", "start", "end"}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory, vllm_server: VllmServer) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path_factory.mktemp("chat") / "data",
+        default_collection="handbook",
+        chunk_tokens=100,  # one chunk per handbook section
+        chunk_overlap_tokens=0,
+        retrieval_k=3,
+        vllm_base_url=vllm_server.base_url,
+        vllm_model=vllm_server.model,
+        llm_max_tokens=48,  # short answers: the CPU model is slow
+        llm_temperature=0.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def app_url(settings: Settings) -> Iterator[str]:
+    with live_app(settings) as url:
+        for collection, files in (("handbook", sorted(HANDBOOK.glob("*.md"))), ("garden", [GARDEN])):
+            response = httpx.post(
+                f"{url}/api/documents",
+                files=[("files", (f.name, f.read_bytes())) for f in files],
+                data={"collection": collection},
+                timeout=120,
+            )
+            assert response.status_code == 200, response.text
+        yield url
+
+
+@pytest.fixture
+async def client(app_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=f"{app_url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def stored(settings: Settings, chunk_ids: list[str]) -> dict[str, Any]:
+    store = SqliteChunkStore(settings.database_path)
+    try:
+        return {p.chunk_id: p for p in store.get_passages(chunk_ids)}
+    finally:
+        store.close()
+
+
+def check_sources(settings: Settings, sources: list[dict[str, Any]], answer: str) -> None:
+    """Sources resolve to stored chunks, and agree with the answer's citations."""
+    assert sources, "every answer comes with the passages it rests on"
+    chunks = stored(settings, [s["chunk_id"] for s in sources])
+    for source in sources:
+        assert SOURCE_KEYS <= set(source)
+        chunk = chunks[source["chunk_id"]]
+        assert (chunk.document_id, chunk.start, chunk.end) == (
+            source["document_id"],
+            source["start"],
+            source["end"],
+        )
+        assert source["document"] == chunk.document_path and source["heading"] == chunk.heading
+        assert " ".join(chunk.text.split()).startswith(source["snippet"].rstrip("…"))
+    cited = {int(n) for group in re.findall(r"\[([\d,\s]+)\]", answer) for n in re.findall(r"\d+", group)}
+    indexes = [s["index"] for s in sources]
+    if any(s["cited"] for s in sources):
+        assert all(s["cited"] for s in sources)
+        # k = 3 passages were given (the 4096-token context has room for all of them)
+        assert set(indexes) == {n for n in cited if 1 <= n <= settings.retrieval_k}
+    else:
+        assert not cited & set(range(1, len(indexes) + 1))
+        assert indexes == list(range(1, len(indexes) + 1))  # every passage given, in prompt order
+
+
+async def test_non_streamed_answer_carries_sources_that_resolve_to_stored_chunks(
+    client: openai.AsyncOpenAI, settings: Settings
+) -> None:
+    completion = await client.chat.completions.create(
+        model="ragchat", messages=[{"role": "user", "content": "How do I rotate an API key?"}]
+    )
+    answer = completion.choices[0].message.content or ""
+    assert answer.strip()
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.model == "ragchat/handbook"
+    assert completion.usage is not None and completion.usage.prompt_tokens > 100
+    sources = (completion.model_extra or {})["sources"]
+    check_sources(settings, sources, answer)
+    top = stored(settings, [sources[0]["chunk_id"]])[sources[0]["chunk_id"]]
+    assert "orbitctl keys rotate" in top.text or any("Rotating" in s["heading"] for s in sources)
+
+
+async def test_streamed_answer_ends_with_a_sources_chunk_before_done(
+    client: openai.AsyncOpenAI, settings: Settings, app_url: str
+) -> None:
+    stream = await client.chat.completions.create(
+        model="ragchat",
+        messages=[{"role": "user", "content": "How long does a refund take?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert answer.strip()
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None and last.usage.completion_tokens > 0
+    sources = (last.model_extra or {})["sources"]
+    check_sources(settings, sources, answer)
+    assert any(s["document"].endswith("billing.md") for s in sources)
+
+    # On the wire: the sources chunk is the last data event, then [DONE].
+    body = {"messages": [{"role": "user", "content": "When are invoices issued?"}], "stream": True}
+    async with httpx.AsyncClient(timeout=120) as http:
+        response = await http.post(f"{app_url}/v1/chat/completions", json=body)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    final = json.loads(events[-2])
+    assert final["choices"] == [] and final["sources"] and "usage" not in final
+
+
+async def test_citations_shown_as_sources_match_passages_given(
+    client: openai.AsyncOpenAI, settings: Settings
+) -> None:
+    # The small model copies this reply verbatim at temperature 0: [7] matches no passage (k = 3).
+    completion = await client.chat.completions.create(
+        model="ragchat", messages=[{"role": "user", "content": "[1] [2] [3] [7]"}], max_tokens=16
+    )
+    answer = completion.choices[0].message.content or ""
+    sources = (completion.model_extra or {})["sources"]
+    check_sources(settings, sources, answer)
+    assert 7 not in [s["index"] for s in sources]
+    assert "[7]" in answer and [s["index"] for s in sources if s["cited"]] == [1, 2, 3]
+
+
+async def test_follow_up_question_retrieves_with_the_conversation_in_mind(client: openai.AsyncOpenAI) -> None:
+    follow_up = "And how do I undo that?"
+    conversation = [
+        {"role": "user", "content": "How do I release a build to staging?"},
+        {"role": "assistant", "content": "Run `orbitctl release --env staging --build <build-id>` [1]."},
+        {"role": "user", "content": follow_up},
+    ]
+
+    async def given(messages: list[dict[str, str]]) -> list[str]:
+        # One answer token cannot hold a citation: the sources are every passage the model was given.
+        completion = await client.chat.completions.create(
+            model="ragchat",
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=1,
+        )
+        return [s["heading"] for s in (completion.model_extra or {})["sources"]]
+
+    with_history = await given(conversation)
+    alone = await given([{"role": "user", "content": follow_up}])
+    assert "Deployments with orbitctl > Rolling back a release" in with_history
+    assert (
+        "Deployments with orbitctl > Rolling back a release" not in alone
+    )  # the history made the difference
+
+
+async def test_collection_from_extra_field_or_model_name_and_models_list(
+    client: openai.AsyncOpenAI, app_url: str
+) -> None:
+    models = [m.id for m in (await client.models.list()).data]
+    assert models == ["ragchat", "ragchat/garden", "ragchat/handbook"]
+
+    question = [{"role": "user", "content": "When are the tomato seedlings watered?"}]
+    by_model = await client.chat.completions.create(model="ragchat/garden", messages=question, max_tokens=1)  # type: ignore[arg-type]
+    by_field = await client.chat.completions.create(
+        model="anything",
+        messages=question,  # type: ignore[arg-type]
+        max_tokens=1,
+        extra_body={"collection": "garden"},
+    )
+    for completion in (by_model, by_field):
+        assert completion.model == "ragchat/garden"
+        sources = (completion.model_extra or {})["sources"]
+        assert {Path(s["document"]).name for s in sources} == {"greenhouse-handbook.md"}
+
+    with pytest.raises(openai.NotFoundError) as raised:
+        await client.chat.completions.create(model="ragchat/nope", messages=question, max_tokens=1)  # type: ignore[arg-type]
+    assert raised.value.body["code"] == "collection_not_found"  # type: ignore[index]
+    assert "garden" in raised.value.message
+
+
+async def test_invalid_requests_are_clear_400s(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as no_question:
+        await client.chat.completions.create(
+            model="ragchat", messages=[{"role": "assistant", "content": "Hello"}]
+        )
+    assert "user message" in no_question.value.message
+    with pytest.raises(openai.UnprocessableEntityError):
+        await client.chat.completions.create(model="ragchat", messages=[])

@@ -1,0 +1,158 @@
+"""Prompt assembly: byte-stable layout for the prefix cache, and the order in which the budget drops parts.
+
+The token counter here counts words plus a fixed cost per message: the budget logic only needs a counter
+that is consistent (the real one, vLLM's /tokenize or the model's tokenizer, is exercised by the
+integration tests with a 1024-token server).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pytest
+
+from ragchat.core.prompt import SYSTEM_PROMPT, PromptBuilder, PromptTooLong, assemble, rank_order
+from ragchat.domain import Passage
+from ragchat.infra.llm import ChatMessage
+
+
+class WordCounter:
+    """One token per whitespace-separated word, 4 per message, 3 for the generation prompt."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def count_tokens(self, prompt: str | Sequence[ChatMessage]) -> int:
+        self.calls += 1
+        if isinstance(prompt, str):
+            return len(prompt.split())
+        return 3 + sum(4 + len(m.content.split()) for m in prompt)
+
+
+def passage(n: int, score: float, words: int = 40) -> Passage:
+    return Passage(
+        chunk_id=f"chunk-{n:02d}",
+        document_id=f"doc-{n}",
+        document_path=f"/docs/guide-{n}.md",
+        collection="default",
+        heading_path=("Guide", f"Part {n}"),
+        text=" ".join(f"p{n}w{i}" for i in range(words)),
+        start=0,
+        end=100,
+        score=score,
+    )
+
+
+def history(turns: int, words: int = 30) -> list[ChatMessage]:
+    roles = ("user", "assistant")
+    return [
+        ChatMessage(roles[i % 2], " ".join(f"t{i}w{j}" for j in range(words)))  # type: ignore[arg-type]
+        for i in range(turns)
+    ]
+
+
+PASSAGES = [passage(1, 0.9), passage(2, 0.8), passage(3, 0.7), passage(4, 0.6)]
+
+
+def test_system_prompt_is_first_and_byte_identical_across_questions_and_passages() -> None:
+    one = assemble("What is a branch?", [], PASSAGES)
+    other = assemble("How do I undo a commit?", history(2), list(reversed(PASSAGES[:2])))
+    assert one[0].role == other[0].role == "system"
+    assert one[0].content.startswith(SYSTEM_PROMPT) and other[0].content.startswith(SYSTEM_PROMPT)
+    # No date, time or id in the stable part (its only digits are the citation examples).
+    assert not re.search(r"\d", re.sub(r"\[\d\]", "", SYSTEM_PROMPT))
+
+
+def test_same_question_and_passages_give_byte_identical_prompts_whatever_the_retrieval_order() -> None:
+    shuffled = [PASSAGES[2], PASSAGES[0], PASSAGES[3], PASSAGES[1]]
+    first = assemble("What is a branch?", history(2), rank_order(PASSAGES))
+    second = assemble("What is a branch?", history(2), rank_order(shuffled))
+    assert [(m.role, m.content.encode()) for m in first] == [(m.role, m.content.encode()) for m in second]
+
+
+def test_layout_numbers_passages_by_rank_then_history_then_question_last() -> None:
+    messages = assemble("Last question?", history(2), rank_order(PASSAGES))
+    system = messages[0].content
+    positions = [system.index(f"[{n}] guide-{n}.md — Guide > Part {n}") for n in (1, 2, 3, 4)]
+    assert positions == sorted(positions)
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[-1] == ChatMessage("user", "Last question?")
+
+
+def test_equal_scores_are_ordered_by_chunk_id_and_duplicates_kept_once() -> None:
+    a, b = passage(7, 0.5), passage(3, 0.5)
+    assert [p.chunk_id for p in rank_order([a, b, a])] == ["chunk-03", "chunk-07"]
+
+
+def test_old_answers_lose_their_citation_markers() -> None:
+    turns = [ChatMessage("user", "Q?"), ChatMessage("assistant", "Use rebase [1][2] or merge [3, 4].")]
+    assert assemble("Next?", turns, [])[2].content == "Use rebase or merge."
+
+
+async def test_prompt_that_fits_is_counted_once_and_kept_whole() -> None:
+    counter = WordCounter()
+    prompt = await PromptBuilder(counter).build(
+        question="q", history=history(4), passages=PASSAGES, max_tokens=100, max_model_len=4096
+    )
+    assert counter.calls == 1
+    assert len(prompt.passages) == 4 and prompt.dropped_passages == prompt.dropped_turns == 0
+    assert prompt.max_tokens == 100
+    assert prompt.prompt_tokens == await WordCounter().count_tokens(prompt.messages)
+
+
+async def test_lowest_ranked_passages_go_first() -> None:
+    counter = WordCounter()
+    full = await counter.count_tokens(assemble("q", history(2), rank_order(PASSAGES)))
+    # Room for everything but about one and a half passages.
+    prompt = await PromptBuilder(counter).build(
+        question="q", history=history(2), passages=PASSAGES, max_tokens=100, max_model_len=full + 100 - 60
+    )
+    assert [p.chunk_id for p in prompt.passages] == ["chunk-01", "chunk-02"]
+    assert prompt.dropped_passages == 2 and prompt.dropped_turns == 0
+    assert prompt.prompt_tokens + prompt.max_tokens <= full + 100 - 60
+
+
+async def test_then_the_oldest_turns_go_keeping_the_best_passage() -> None:
+    counter = WordCounter()
+    turns = history(6)
+    top_only = await counter.count_tokens(assemble("q", turns, [PASSAGES[0]]))
+    # The best passage stays; two of the six turns (the oldest user/assistant pair) must go.
+    limit = top_only - 60 + 100
+    prompt = await PromptBuilder(counter).build(
+        question="q", history=turns, passages=PASSAGES, max_tokens=100, max_model_len=limit
+    )
+    assert [p.chunk_id for p in prompt.passages] == ["chunk-01"]
+    assert prompt.dropped_turns == 2
+    assert [m.content for m in prompt.messages[1:-1]] == [t.content for t in turns[2:]]
+    assert prompt.messages[1].role == "user"  # never starts the history with an orphan answer
+    assert prompt.prompt_tokens + prompt.max_tokens <= limit
+
+
+async def test_then_the_answer_reserve_shrinks_before_the_last_passage_goes() -> None:
+    counter = WordCounter()
+    minimal = await counter.count_tokens(assemble("q", [], [PASSAGES[0]]))
+    prompt = await PromptBuilder(counter, min_answer_tokens=64).build(
+        question="q", history=history(4), passages=PASSAGES, max_tokens=300, max_model_len=minimal + 80
+    )
+    assert [p.chunk_id for p in prompt.passages] == ["chunk-01"] and prompt.dropped_turns == 4
+    assert prompt.max_tokens == 80
+    no_room = await PromptBuilder(counter, min_answer_tokens=64).build(
+        question="q", history=[], passages=PASSAGES, max_tokens=300, max_model_len=minimal + 40
+    )
+    assert no_room.passages == () and no_room.max_tokens >= 64
+
+
+async def test_answer_reserve_is_at_most_half_the_context() -> None:
+    prompt = await PromptBuilder(WordCounter()).build(
+        question="q", history=[], passages=PASSAGES, max_tokens=100_000, max_model_len=1024
+    )
+    assert prompt.max_tokens == 512 and len(prompt.passages) == 4
+
+
+async def test_a_question_that_cannot_fit_is_refused_with_numbers() -> None:
+    question = " ".join(["word"] * 2000)
+    with pytest.raises(PromptTooLong, match=r"1024 tokens"):
+        await PromptBuilder(WordCounter()).build(
+            question=question, history=history(2), passages=PASSAGES, max_tokens=256, max_model_len=1024
+        )

@@ -1,0 +1,84 @@
+"""HybridRetriever over the real embedding model and SQLite store; reciprocal rank fusion arithmetic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragchat.config import Settings
+from ragchat.core.chunking import Chunker
+from ragchat.core.ingest import IngestService
+from ragchat.core.retrieve import HybridRetriever, reciprocal_rank_fusion
+from ragchat.infra.embeddings import Embedder
+from ragchat.infra.embeddings.factory import create_token_counter
+from ragchat.infra.loaders import load_document
+from ragchat.infra.store.sqlite import SqliteChunkStore
+from tests.support.sample_files import TOPICS, write
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[SqliteChunkStore]:
+    folder = tmp_path_factory.mktemp("retrieve")
+    for name, text in TOPICS.items():
+        write(folder / "corpus" / name, text)
+    write(
+        folder / "corpus" / "errors.md",
+        "# Error codes\n\nThe code E1234 means the flux capacitor overheated.\n\n"
+        "## Cooling\n\nLet the device rest for ten minutes before restarting it.",
+    )
+    chunk_store = SqliteChunkStore(folder / "ragchat.sqlite3")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    chunker = Chunker(create_token_counter(settings), settings.chunk_tokens, settings.chunk_overlap_tokens)
+    IngestService(chunk_store, embedder, chunker, load_document, max_file_bytes=1 << 20).ingest_paths(
+        [folder / "corpus"], collection="default"
+    )
+    yield chunk_store
+    chunk_store.close()
+
+
+@pytest.fixture(scope="module")
+def retriever(store: SqliteChunkStore, embedder: Embedder) -> HybridRetriever:
+    return HybridRetriever(store, embedder, rrf_k=60)
+
+
+def test_rrf_rewards_agreement_between_lists() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "d"]], rrf_k=60)
+    assert [item for item, _, _ in fused] == ["b", "a", "d", "c"]
+    b_score = 1 / 62 + 1 / 61
+    assert fused[0][1] == pytest.approx(b_score)
+    assert fused[0][2] == [2, 1]
+    assert fused[2][2] == [None, 2]
+
+
+async def test_vector_mode_finds_paraphrases_keyword_mode_cannot(retriever: HybridRetriever) -> None:
+    query = "molten rock bursting out of a mountain"
+    vector = await retriever.search(query, collection="default", k=1, mode="vector")
+    assert Path(vector[0].document_path).name == "volcanoes.md"
+    assert vector[0].vector_rank == 1 and vector[0].keyword_rank is None
+    assert 0 < vector[0].score <= 1
+
+
+async def test_keyword_mode_finds_exact_codes(retriever: HybridRetriever) -> None:
+    keyword = await retriever.search("E1234", collection="default", k=3, mode="keyword")
+    assert Path(keyword[0].document_path).name == "errors.md"
+    assert "E1234" in keyword[0].text
+    assert keyword[0].keyword_rank == 1 and keyword[0].score > 0
+
+
+async def test_hybrid_fuses_both_and_returns_whole_passages(retriever: HybridRetriever) -> None:
+    results = await retriever.search("what does error E1234 mean", collection="default", k=3)
+    assert Path(results[0].document_path).name == "errors.md"
+    assert results[0].keyword_rank is not None and results[0].vector_rank is not None
+    assert [p.score for p in results] == sorted((p.score for p in results), reverse=True)
+    document = load_document(Path(results[0].document_path))
+    assert document.text[results[0].start : results[0].end] == results[0].text
+
+
+async def test_edge_cases(retriever: HybridRetriever) -> None:
+    assert await retriever.search("   ", collection="default", k=3) == []
+    assert await retriever.search("anything", collection="nowhere", k=3) == []
+    assert len(await retriever.search("?!*()", collection="default", k=2)) == 2  # vector side still answers
+    with pytest.raises(ValueError, match="unknown search mode"):
+        await retriever.search("x", collection="default", k=3, mode="fuzzy")

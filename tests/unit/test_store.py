@@ -1,0 +1,345 @@
+"""SqliteChunkStore on a real SQLite file: documents, atomic replace, delete, keyword and vector search."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragchat.domain import ChunkDraft
+from ragchat.infra.store import StoreError
+from ragchat.infra.store.sqlite import SqliteChunkStore, build_match_expression
+
+DIM = 8
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[: len(values)] = values
+    return vector / np.linalg.norm(vector)
+
+
+def axis(i: int) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[i] = 1.0
+    return vector
+
+
+def drafts(
+    text: str, parts: list[tuple[int, int]], heading: tuple[str, ...] = ("Intro",)
+) -> list[ChunkDraft]:
+    return [
+        ChunkDraft(text[start:end], heading, start, end, len(text[start:end].split())) for start, end in parts
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
+    chunk_store = SqliteChunkStore(tmp_path / "data" / "ragchat.sqlite3")
+    yield chunk_store
+    chunk_store.close()
+
+
+def put(
+    store: SqliteChunkStore,
+    path: str,
+    text: str,
+    vectors: list[np.ndarray],
+    *,
+    collection: str = "c",
+    h: str = "h1",
+):
+    cut = len(text) // len(vectors)
+    parts = [(i * cut, len(text) if i == len(vectors) - 1 else (i + 1) * cut) for i in range(len(vectors))]
+    return store.replace_document(
+        collection=collection,
+        path=path,
+        content_hash=h,
+        title=path.upper(),
+        char_count=len(text),
+        chunks=drafts(text, parts),
+        vectors=np.stack(vectors),
+    )
+
+
+def test_document_round_trip_keeps_offsets_heading_and_metadata(store: SqliteChunkStore) -> None:
+    text = "Volcanoes erupt lava. Sourdough needs a starter."
+    chunks = [
+        ChunkDraft(text[0:21], ("Earth", "Volcanoes"), 0, 21, 4),
+        ChunkDraft(text[22:], ("Kitchen",), 22, len(text), 5),
+    ]
+    record = store.replace_document(
+        collection="c",
+        path="/docs/a.md",
+        content_hash="abc",
+        title="A",
+        char_count=len(text),
+        chunks=chunks,
+        vectors=np.stack([axis(0), axis(1)]),
+    )
+    assert store.get_document(record.id) == record
+    assert store.find_document("c", "/docs/a.md") == record
+    assert store.find_document("other", "/docs/a.md") is None
+    assert store.list_documents() == [record] == store.list_documents("c")
+    assert store.list_collections() == ["c"]
+    assert store.count_documents() == 1
+    assert (record.chunk_count, record.char_count, record.content_hash, record.title) == (
+        2,
+        len(text),
+        "abc",
+        "A",
+    )
+
+    passages = store.get_passages([f"{record.id}-1-1", "unknown", f"{record.id}-1-0"])
+    assert [p.text for p in passages] == ["Sourdough needs a starter.", "Volcanoes erupt lava."]
+    assert passages[1].heading_path == ("Earth", "Volcanoes")
+    assert passages[1].heading == "Earth > Volcanoes"
+    assert (passages[0].start, passages[0].end) == (22, len(text))
+    assert text[passages[0].start : passages[0].end] == passages[0].text
+    assert passages[0].document_path == "/docs/a.md"
+    assert passages[0].collection == "c"
+
+
+def test_store_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "ragchat.sqlite3"
+    first = SqliteChunkStore(path)
+    record = put(first, "a.txt", "persistent words here", [axis(0)])
+    first.close()
+    second = SqliteChunkStore(path)
+    try:
+        assert second.get_document(record.id) == record
+        assert second.keyword_search("c", "persistent", 5)[0][0] == f"{record.id}-1-0"
+        assert second.vector_search("c", axis(0), 1)[0][0] == f"{record.id}-1-0"
+    finally:
+        second.close()
+
+
+def test_replace_keeps_id_and_swaps_every_chunk(store: SqliteChunkStore) -> None:
+    old = put(store, "a.txt", "alpha bravo charlie delta", [axis(0), axis(1)])
+    assert store.vector_search("c", axis(1), 1)[0][0] == f"{old.id}-1-1"  # loads the old vectors
+
+    new = put(store, "a.txt", "echo foxtrot", [axis(2)], h="h2")
+    assert new.id == old.id
+    assert new.content_hash == "h2"
+    assert new.chunk_count == 1
+    assert store.count_documents() == 1
+    assert store.keyword_search("c", "alpha bravo charlie delta", 10) == []
+    assert [cid for cid, _ in store.keyword_search("c", "foxtrot", 10)] == [f"{new.id}-2-0"]
+    assert [cid for cid, _ in store.vector_search("c", axis(1), 10)] == [f"{new.id}-2-0"]
+    assert store.get_passages([f"{old.id}-1-0", f"{old.id}-1-1"]) == []
+
+
+def test_failed_replace_leaves_the_previous_version_whole(store: SqliteChunkStore) -> None:
+    old = put(store, "a.txt", "original sturdy text", [axis(0)])
+    broken = [ChunkDraft("fine", (), 0, 4, 1), ChunkDraft(None, (), 4, 8, 1)]  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.replace_document(
+            collection="c",
+            path="a.txt",
+            content_hash="h2",
+            title=None,
+            char_count=8,
+            chunks=broken,
+            vectors=np.stack([axis(1), axis(2)]),
+        )
+    assert store.get_document(old.id) == old
+    assert [p.text for p in store.get_passages([f"{old.id}-1-0"])] == ["original sturdy text"]
+    assert store.keyword_search("c", "fine", 5) == []
+    assert store.keyword_search("c", "sturdy", 5)[0][0] == f"{old.id}-1-0"
+
+
+def test_vectors_must_match_chunks(store: SqliteChunkStore) -> None:
+    with pytest.raises(StoreError, match="one vector per chunk"):
+        store.replace_document(
+            collection="c",
+            path="a.txt",
+            content_hash="h",
+            title=None,
+            char_count=5,
+            chunks=drafts("hello", [(0, 5)]),
+            vectors=np.stack([axis(0), axis(1)]),
+        )
+    assert store.count_documents() == 0
+
+
+def test_delete_removes_every_trace(store: SqliteChunkStore) -> None:
+    keep = put(store, "keep.txt", "lighthouse keeper", [axis(0)])
+    gone = put(store, "gone.txt", "lighthouse lamp oil", [axis(0), axis(1)])
+    assert len(store.vector_search("c", axis(0), 10)) == 3
+
+    assert store.delete_document(gone.id) is True
+    assert store.delete_document(gone.id) is False
+    assert store.get_document(gone.id) is None
+    assert store.list_documents() == [keep]
+    assert [cid for cid, _ in store.keyword_search("c", "lighthouse lamp", 10)] == [f"{keep.id}-1-0"]
+    assert [cid for cid, _ in store.vector_search("c", axis(1), 10)] == [f"{keep.id}-1-0"]
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE document_id = ?", (gone.id,)).fetchone() == (
+            0,
+        )
+        conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        fts_rows = conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'oil'").fetchone()
+        assert fts_rows == (0,)
+    finally:
+        conn.close()
+
+
+def test_collections_are_separate(store: SqliteChunkStore) -> None:
+    a = put(store, "same.txt", "shared harbour words", [axis(0)], collection="a")
+    b = put(store, "same.txt", "shared harbour words", [axis(0)], collection="b")
+    assert a.id != b.id
+    assert store.list_collections() == ["a", "b"]
+    assert [r.id for r in store.list_documents("b")] == [b.id]
+    assert [cid for cid, _ in store.keyword_search("a", "harbour", 10)] == [f"{a.id}-1-0"]
+    assert [cid for cid, _ in store.vector_search("b", axis(0), 10)] == [f"{b.id}-1-0"]
+    assert store.vector_search("missing", axis(0), 10) == []
+    assert store.keyword_search("missing", "harbour", 10) == []
+
+
+def test_keyword_search_ranks_by_bm25_and_stems(store: SqliteChunkStore) -> None:
+    strong = put(
+        store, "strong.txt", "Running runners run: the marathon runner ran a running race.", [axis(0)]
+    )
+    weak = put(
+        store, "weak.txt", "A long essay about gardens, tomatoes, weather and, once, running.", [axis(1)]
+    )
+    hits = store.keyword_search("c", "runs", 10)
+    assert [cid for cid, _ in hits] == [f"{strong.id}-1-0", f"{weak.id}-1-0"]
+    assert hits[0][1] > hits[1][1] > 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        "'",
+        "AND",
+        "OR NOT",
+        "NEAR(a b",
+        "foo*",
+        "col:value",
+        "-minus ^caret",
+        "(((",
+        "a AND OR b",
+        "))",
+        "",
+        "   ",
+        "?!.,;",
+        "日本語のテキスト",
+        "emoji 🚀 query",
+        "x\x00y",
+        "chunks_fts MATCH 'x'; DROP TABLE chunks; --",
+        "{text heading}: lighthouse",
+    ],
+)
+def test_keyword_search_never_raises_on_punctuation(store: SqliteChunkStore, query: str) -> None:
+    put(store, "a.txt", "lighthouse keeper AND near the value column", [axis(0)])
+    hits = store.keyword_search("c", query, 5)
+    assert isinstance(hits, list)
+    assert store.count_documents() == 1
+
+
+def test_match_expression_quotes_every_term() -> None:
+    assert build_match_expression('NEAR("a" b*') == '"near" OR "a" OR "b"'
+    assert build_match_expression("?!") is None
+    assert build_match_expression("Running runs running") == '"running" OR "runs"'
+
+
+def test_vector_search_is_exact_cosine_best_first(store: SqliteChunkStore) -> None:
+    doc = put(store, "a.txt", "aaaa bbbb cccc dddd", [unit(1, 0), unit(1, 1), unit(0, 1), unit(-1, 0)])
+    hits = store.vector_search("c", unit(1, 0.2), 3)
+    assert [cid for cid, _ in hits] == [f"{doc.id}-1-0", f"{doc.id}-1-1", f"{doc.id}-1-2"]
+    assert hits[0][1] == pytest.approx(float(unit(1, 0) @ unit(1, 0.2)), abs=1e-6)
+    assert len(store.vector_search("c", unit(1, 0), 100)) == 4
+
+
+def test_vector_index_follows_commits_from_another_process(store: SqliteChunkStore) -> None:
+    mine = put(store, "mine.txt", "local words", [axis(0)])
+    assert [cid for cid, _ in store.vector_search("c", axis(3), 5)] == [f"{mine.id}-1-0"]
+
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from pathlib import Path
+        from ragchat.domain import ChunkDraft
+        from ragchat.infra.store.sqlite import SqliteChunkStore
+        store = SqliteChunkStore(Path({str(store.path)!r}))
+        vector = np.zeros({DIM}, dtype=np.float32); vector[3] = 1.0
+        store.replace_document(collection="c", path="theirs.txt", content_hash="x", title=None, char_count=5,
+                               chunks=[ChunkDraft("other", (), 0, 5, 1)], vectors=vector[None, :])
+        mine = store.find_document("c", "mine.txt")
+        store.delete_document(mine.id)
+        store.close()
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+    theirs = store.find_document("c", "theirs.txt")
+    assert theirs is not None
+    assert [cid for cid, _ in store.vector_search("c", axis(3), 5)] == [f"{theirs.id}-1-0"]
+    assert store.get_document(mine.id) is None
+
+
+def test_concurrent_writers_and_readers_from_threads(store: SqliteChunkStore) -> None:
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(10):
+                put(
+                    store,
+                    f"w{n}-{i}.txt",
+                    f"thread {n} document {i} lighthouse",
+                    [axis(n % DIM), axis(i % DIM)],
+                )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for i in range(30):
+                store.vector_search("c", axis(i % DIM), 5)
+                store.keyword_search("c", "lighthouse", 5)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    threads += [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.count_documents() == 30
+    assert len(store.vector_search("c", axis(0), 1000)) == 60
+
+
+def test_index_compacts_after_many_deletes(store: SqliteChunkStore) -> None:
+    records = [put(store, f"{i}.txt", f"document number {i}", [unit(1, i)]) for i in range(20)]
+    store.vector_search("c", axis(0), 1)
+    for record in records[:15]:
+        store.delete_document(record.id)
+    hits = store.vector_search("c", axis(0), 100)
+    assert sorted(cid for cid, _ in hits) == sorted(f"{r.id}-1-0" for r in records[15:])
+
+
+def test_embedding_model_is_pinned(store: SqliteChunkStore) -> None:
+    store.check_embedding_model("all-MiniLM-L6-v2", 384)
+    store.check_embedding_model("all-MiniLM-L6-v2", 384)
+    with pytest.raises(StoreError, match="new RAGCHAT_DATA_DIR"):
+        store.check_embedding_model("bge-small", 384)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ragchat.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a ragchat database"):
+        SqliteChunkStore(path)
