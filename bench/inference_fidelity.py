@@ -97,6 +97,8 @@ def run_our_tool(args: argparse.Namespace, prompts: Path, concurrency: int, out_
         "--ignore-eos", "--temperature", "0", "--warmup", str(args.warmup), "--output", str(out_dir),
         "--no-plots",
     ]  # fmt: skip
+    if args.metrics_interval is not None:
+        command += ["--metrics-interval", str(args.metrics_interval)]
     with (out_dir / "ours.log").open("w") as handle:
         subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     record = json.loads((out_dir / "results.json").read_text())
@@ -169,6 +171,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds per level")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=None,
+        help="ours: /metrics poll interval (default: the tool's)",
+    )
     parser.add_argument("--start-server", action="store_true", help="start (and stop) a vLLM CPU server here")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results" / "tmp" / "fidelity")
     args = parser.parse_args()

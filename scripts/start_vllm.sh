@@ -179,16 +179,17 @@ stop_detached() {
     [[ -f $pid_file ]] || die "no pid file $pid_file: nothing started with --detach on port $port"
     local pid
     pid=$(<"$pid_file")
-    if kill -0 "$pid" 2>/dev/null; then
+    if kill -0 -- "-$pid" 2>/dev/null; then
         say "stopping vLLM (pid $pid)"
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        # Wait for the whole process group (API server, engine core, workers), not just its leader.
         for _ in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
+            kill -0 -- "-$pid" 2>/dev/null || break
             sleep 0.5
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if kill -0 -- "-$pid" 2>/dev/null; then
             say "still running after 30 s: killing it"
-            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
+            kill -KILL -- "-$pid" 2>/dev/null || true
         fi
     else
         say "pid $pid is not running"

@@ -80,7 +80,7 @@ def check_sources(settings: Settings, sources: list[dict[str, Any]], answer: str
     assert sources, "every answer comes with the passages it rests on"
     chunks = stored(settings, [s["chunk_id"] for s in sources])
     for source in sources:
-        assert SOURCE_KEYS <= set(source)
+        assert set(source) >= SOURCE_KEYS
         chunk = chunks[source["chunk_id"]]
         assert (chunk.document_id, chunk.start, chunk.end) == (
             source["document_id"],
@@ -163,14 +163,26 @@ async def test_citations_shown_as_sources_match_passages_given(
     assert "[7]" in answer and [s["index"] for s in sources if s["cited"]] == [1, 2, 3]
 
 
-async def test_follow_up_question_retrieves_with_the_conversation_in_mind(client: openai.AsyncOpenAI) -> None:
-    follow_up = "And how do I undo that?"
-    conversation = [
-        {"role": "user", "content": "How do I release a build to staging?"},
-        {"role": "assistant", "content": "Run `orbitctl release --env staging --build <build-id>` [1]."},
-        {"role": "user", "content": follow_up},
-    ]
-
+@pytest.mark.parametrize(
+    ("first", "answer", "follow_up", "section"),
+    [
+        (
+            "How do I release to production?",
+            "Use `--env production`; a second engineer approves it [1].",
+            "Are there times when that is not allowed?",
+            "Deployments with orbitctl > Release freezes",
+        ),
+        (
+            "How do I upgrade from Starter to Team?",
+            "Upgrades take effect immediately and are billed pro rata [1].",
+            "And the other way round?",
+            "Billing > Changing plans",
+        ),
+    ],
+)
+async def test_follow_up_question_retrieves_with_the_conversation_in_mind(
+    client: openai.AsyncOpenAI, first: str, answer: str, follow_up: str, section: str
+) -> None:
     async def given(messages: list[dict[str, str]]) -> list[str]:
         # One answer token cannot hold a citation: the sources are every passage the model was given.
         completion = await client.chat.completions.create(
@@ -180,12 +192,14 @@ async def test_follow_up_question_retrieves_with_the_conversation_in_mind(client
         )
         return [s["heading"] for s in (completion.model_extra or {})["sources"]]
 
-    with_history = await given(conversation)
-    alone = await given([{"role": "user", "content": follow_up}])
-    assert "Deployments with orbitctl > Rolling back a release" in with_history
-    assert (
-        "Deployments with orbitctl > Rolling back a release" not in alone
-    )  # the history made the difference
+    conversation = [
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": follow_up},
+    ]
+    assert section in await given(conversation)
+    # The conversation made the difference: the follow-up alone does not find it.
+    assert section not in await given([{"role": "user", "content": follow_up}])
 
 
 async def test_collection_from_extra_field_or_model_name_and_models_list(

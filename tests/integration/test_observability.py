@@ -9,15 +9,18 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
+from ragchat.api.app import create_app
 from ragchat.config import Settings
 from ragchat.embed_server.app import create_embed_app, prepare_models
 from tests.support.app import app_client
@@ -70,7 +73,14 @@ async def traffic(
         VLLM_MODEL=vllm_server.model,
         LLM_MAX_TOKENS=24,
     )
-    async with app_client(settings) as client:
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ragchat.test", timeout=120
+        ) as client,
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), timeout=120) as openai_http,
+    ):
         files = [("files", (name, text.encode())) for name, text in list(TOPICS.items())[:3]]
         files.append(("files", ("broken.pdf", b"%PDF-1.4 this is not really a pdf")))
         uploaded = await client.post("/api/documents", files=files)
@@ -79,17 +89,17 @@ async def traffic(
         found = await client.post("/api/search", json={"query": next(iter(TOPICS)), "k": 3})
         assert found.status_code == 200 and found.json()["results"], found.text
 
-        llm = openai.AsyncOpenAI(base_url="http://ragchat.test/v1", api_key="unused", http_client=client)
-        question = [{"role": "user", "content": f"What does the text say about {next(iter(TOPICS))}?"}]
-        answer = await llm.chat.completions.create(model="ragchat", messages=question)  # type: ignore[arg-type]
+        llm = openai.AsyncOpenAI(base_url="http://ragchat.test/v1", api_key="unused", http_client=openai_http)
+        question: list[ChatCompletionMessageParam] = [
+            {"role": "user", "content": f"What does the text say about {next(iter(TOPICS))}?"}
+        ]
+        answer = await llm.chat.completions.create(model="ragchat", messages=question)
         assert answer.choices[0].message.content
-        stream = await llm.chat.completions.create(model="ragchat", messages=question, stream=True)  # type: ignore[arg-type]
+        stream = await llm.chat.completions.create(model="ragchat", messages=question, stream=True)
         assert [chunk async for chunk in stream]
         with pytest.raises(openai.NotFoundError):
             await llm.chat.completions.create(
-                model="ragchat",
-                messages=question,  # type: ignore[arg-type]
-                extra_body={"collection": "no-such-collection"},
+                model="ragchat", messages=question, extra_body={"collection": "no-such-collection"}
             )
 
         scraped = await client.get("/metrics")
@@ -164,8 +174,8 @@ async def test_api_status_reads_vllms_live_metrics(traffic: Traffic, vllm_server
     }
 
 
-async def test_api_status_reports_vllm_down_as_a_status(make_settings: object) -> None:
-    settings = make_settings(VLLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")  # type: ignore[operator]
+async def test_api_status_reports_vllm_down_as_a_status(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(VLLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
     async with app_client(settings) as client:
         response = await client.get("/api/status", params={"window": 0})
     assert response.status_code == 200

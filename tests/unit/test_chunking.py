@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ragchat.core.chunking import Chunker, embedding_text
+from ragchat.core.chunking import MAX_HEADING_PREFIX_CHARS, Chunker, embedding_text
 from ragchat.domain import ChunkDraft, ExtractedDocument, Section
 from ragchat.infra.embeddings.model_files import ModelTokenizer
 from ragchat.infra.loaders import load_document
@@ -192,6 +192,21 @@ def test_empty_and_untokenizable_documents_give_no_chunks(tokenizer: ModelTokeni
     chunker = Chunker(tokenizer, 100, 10)
     assert chunker.split(ExtractedDocument(text="", sections=())) == []
     assert chunker.split(ExtractedDocument(text="\u200b\u200b", sections=(Section((), 0, 2),))) == []
+
+
+def test_heading_prefix_and_chunk_fit_the_model_together(tokenizer: ModelTokenizer) -> None:
+    titles = ("A rather long chapter title about configuration", "Section on environment variables") * 4
+    body = " ".join(SENTENCES * 30)
+    doc = ExtractedDocument(text=body, sections=(Section(titles, 0, len(body)),))
+
+    chunks = Chunker(tokenizer, 254, 20).split(doc)
+
+    assert len(chunks) > 3
+    for chunk in chunks:
+        embedded = embedding_text(chunk)
+        assert tokenizer.count(embedded) <= tokenizer.max_tokens
+        assert embedded.endswith(chunk.text)
+        assert len(embedded) - len(chunk.text) <= MAX_HEADING_PREFIX_CHARS + 2 + len(" > ") * 8
 
 
 def test_embedding_text_puts_the_heading_path_first() -> None:

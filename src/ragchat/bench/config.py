@@ -119,6 +119,8 @@ class BenchConfig:
             raise BenchConfigError("nothing to run: give --workloads, --dataset or --prefix-experiment")
         if self.shape.rag_passages < 1 or self.shape.passage_tokens < 8:
             raise BenchConfigError("--rag-passages must be >= 1 and --passage-tokens >= 8")
+        if self.metrics_interval_s < 0:
+            raise BenchConfigError("--metrics-interval cannot be negative")
         if self.prefix_concurrency < 1:
             raise BenchConfigError("--prefix-concurrency must be at least 1")
 

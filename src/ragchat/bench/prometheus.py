@@ -147,7 +147,7 @@ class _Peaks:
 
 @dataclass
 class StepMonitor:
-    """Scrapes before a step, polls during it (for peaks), scrapes after it.
+    """Scrapes before a step, polls during it (for peaks; `interval_s` 0 turns polling off), scrapes after it.
 
     `scrape` returns a snapshot or None when the server has no usable `/metrics`; then every figure stays
     None and the step's record says `available: false`.
@@ -163,7 +163,7 @@ class StepMonitor:
         """Take the `before` scrape and begin polling."""
         self._peaks = _Peaks()
         self._before = await self.scrape()
-        if self._before is not None:
+        if self._before is not None and self.interval_s > 0:
             self._task = asyncio.create_task(self._poll())
 
     async def _poll(self) -> None:

@@ -176,6 +176,12 @@ def run_command(
     prefix_concurrency: int = typer.Option(
         1, "--prefix-concurrency", help="Users during the prefix experiment."
     ),
+    metrics_interval: float = typer.Option(
+        0.5,
+        "--metrics-interval",
+        help="Seconds between /metrics polls during a step, for peak KV-cache use and queue length "
+        "(0: only before and after each step).",
+    ),
     temperature: float = typer.Option(
         0.0, "--temperature", help="Sampling temperature sent with each request."
     ),
@@ -234,6 +240,7 @@ def run_command(
             prefix_concurrency=prefix_concurrency,
             ignore_eos=ignore_eos,
             temperature=temperature,
+            metrics_interval_s=metrics_interval,
             request_timeout_s=timeout,
             plots=plots,
         )

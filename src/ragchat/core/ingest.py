@@ -160,9 +160,8 @@ class IngestService:
         """Prepare files in order on a worker thread, a few files ahead of the caller."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragchat-ingest") as pool:
             queue: deque[Future[FileOutcome | _PreparedDocument]] = deque()
-            upcoming = iter(files)
             try:
-                for path in upcoming:
+                for path in files:
                     queue.append(pool.submit(self._prepare_file, path, collection))
                     if len(queue) >= _PREFETCH_FILES:
                         yield queue.popleft().result()
@@ -174,14 +173,8 @@ class IngestService:
 
     def _prepare_file(self, path: Path, collection: str) -> FileOutcome | _PreparedDocument:
         key = str(path)
-        suffix = path.suffix.lower()
-        if suffix not in SUPPORTED_SUFFIXES:
-            shown = f"'{suffix}'" if suffix else "no suffix"
-            return FileOutcome(
-                key,
-                "skipped",
-                reason=f"unsupported file type ({shown}); ragchat reads {', '.join(SUPPORTED_SUFFIXES)}",
-            )
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            return FileOutcome(key, "skipped", reason=_unsupported(path))
         try:
             size = path.stat().st_size
             if size > self._max_file_bytes:
@@ -272,14 +265,8 @@ class IngestService:
             raise ValueError(f"not a plain file name: {filename!r}")
         if len(data) > self._max_file_bytes:
             return FileOutcome(filename, "skipped", reason=self._too_large(len(data)))
-        suffix = Path(filename).suffix.lower()
-        if suffix not in SUPPORTED_SUFFIXES:
-            shown = f"'{suffix}'" if suffix else "no suffix"
-            return FileOutcome(
-                filename,
-                "skipped",
-                reason=f"unsupported file type ({shown}); ragchat reads {', '.join(SUPPORTED_SUFFIXES)}",
-            )
+        if Path(filename).suffix.lower() not in SUPPORTED_SUFFIXES:
+            return FileOutcome(filename, "skipped", reason=_unsupported(Path(filename)))
         with tempfile.TemporaryDirectory(prefix="ragchat-upload-") as folder:
             source = Path(folder) / filename
             source.write_bytes(data)
@@ -308,6 +295,12 @@ def discover_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
         else:
             missing.append(path)
     return list(found), missing
+
+
+def _unsupported(path: Path) -> str:
+    suffix = path.suffix.lower()
+    shown = f"'{suffix}'" if suffix else "no suffix"
+    return f"unsupported file type ({shown}); ragchat reads {', '.join(SUPPORTED_SUFFIXES)}"
 
 
 def _record(report: IngestReport, outcome: FileOutcome) -> None:

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-import anyio.to_thread
 import numpy as np
 from fastapi import FastAPI, Response
 
@@ -96,7 +95,6 @@ def create_embed_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for model in models:
-            await anyio.to_thread.run_sync(model.encode, ["warm-up"], "query")
             model.batcher = MicroBatcher(
                 model.encode,
                 max_batch_texts=max_batch_texts,
@@ -104,6 +102,7 @@ def create_embed_app(
                 on_batch=_batch_observer(metrics, model.name),
             )
             model.batcher.start()
+            await model.batcher.submit(["warm-up"], "query")  # loads the weights on the model's thread
         try:
             yield
         finally:

@@ -119,11 +119,12 @@ class OnnxEmbedder:
         import onnxruntime
         from tokenizers import Tokenizer
 
-        fp32_path = self._export_dir / "model.onnx"
-        if not fp32_path.is_file():
-            export_onnx(self._files.folder, fp32_path)
-        if self._precision == "int8" and not self.model_path.is_file():
-            quantize_int8(fp32_path, self.model_path)
+        if not self.model_path.is_file():
+            fp32_path = self._export_dir / "model.onnx"
+            if not fp32_path.is_file():
+                export_onnx(self._files.folder, fp32_path)
+            if self._precision == "int8":
+                quantize_int8(fp32_path, self.model_path)
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -37,6 +37,7 @@ export class Chat {
   constructor(parts) {
     Object.assign(this, parts);
     this.history = [];
+    this.conversation = 0; // bumped by reset(), so an answer still in flight cannot write to the new one
     this.controller = null;
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -64,6 +65,7 @@ export class Chat {
   /** Forget the conversation and start afresh. */
   reset() {
     this.controller?.abort();
+    this.conversation += 1;
     this.history = [];
     this.messages.replaceChildren();
     this.sourcePanel.close();
@@ -81,6 +83,7 @@ export class Chat {
     this.addUserTurn(question);
     const turn = this.addAssistantTurn();
     const messages = [...this.history, { role: "user", content: question }];
+    const conversation = this.conversation;
 
     this.controller = new AbortController();
     this.setSending(true);
@@ -110,13 +113,15 @@ export class Chat {
       }
       this.paint(turn, text, sources);
       this.renderSources(turn, text, sources);
-      this.history = [...messages, { role: "assistant", content: text }];
+      if (conversation === this.conversation) this.history = [...messages, { role: "assistant", content: text }];
       this.announcer.textContent = "Answer ready.";
     } catch (error) {
       if (error.name === "AbortError") {
         this.paint(turn, text, []);
         turn.querySelector(".turn-note").textContent = "Stopped.";
-        if (text) this.history = [...messages, { role: "assistant", content: text }];
+        if (text && conversation === this.conversation) {
+          this.history = [...messages, { role: "assistant", content: text }];
+        }
       } else {
         this.paint(turn, text, []);
         const restored = !this.input.value;

@@ -4,6 +4,7 @@
 import { getJSON } from "./api.js";
 
 const POLL_MS = 15000;
+const BACKEND_NAMES = { vllm: "vLLM", openai: "OpenAI" };
 
 /** Drives the `#status` <details>; `onHealth(summary)` runs after each check (see `summarise`). */
 export class StatusLight {
@@ -15,6 +16,16 @@ export class StatusLight {
     this.timer = null;
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden) this.refresh();
+    });
+    // The details close like a menu: on a click elsewhere or Escape.
+    document.addEventListener("click", (event) => {
+      if (root.open && !root.contains(event.target)) root.open = false;
+    });
+    root.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && root.open) {
+        root.open = false;
+        root.querySelector("summary").focus();
+      }
     });
   }
 
@@ -39,7 +50,7 @@ export class StatusLight {
     if (!summary.appUp) {
       rows.push(["Problem", health.error.message]);
     } else {
-      rows.push(["LLM", `${summary.model} on ${summary.backend}`]);
+      rows.push(["LLM", `${summary.model} on ${BACKEND_NAMES[summary.backend] || summary.backend}`]);
       rows.push(["Answering", reachableText(summary)]);
       rows.push(["Documents", String(health.value.documents)]);
     }
@@ -47,7 +58,7 @@ export class StatusLight {
     if (vllm) {
       rows.push(["Requests", `${formatNumber(vllm.requests_running)} running, ${formatNumber(vllm.requests_waiting)} waiting`]);
       rows.push(["KV cache", percent(vllm.kv_cache_usage)]);
-      rows.push(["Prefix cache hits", percent(vllm.prefix_cache_hit_rate)]);
+      rows.push(["Prefix-cache hits", percent(vllm.prefix_cache_hit_rate)]);
     }
     if (models.ok && Array.isArray(models.value.data)) {
       rows.push(["API models", models.value.data.map((m) => m.id).join(", ") || "none"]);
