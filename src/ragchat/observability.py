@@ -5,9 +5,9 @@ fixed set (unknown values become "other"), so the number of series stays bounded
 
 Exported (Prometheus naming, seconds and `_total` counters):
 
-- `ragchat_stage_duration_seconds{stage}` histogram: `query_embedding`, `retrieval`, `condense`,
-  `prompt_assembly`, `ttft` (request received → first answer token sent by the app), `total` (request
-  received → answer complete). `retrieval` includes `query_embedding`.
+- `ragchat_stage_duration_seconds{stage}` histogram: `query_embedding`, `retrieval` (which includes
+  `query_embedding`), `prompt_assembly`, `ttft` (request received → first answer token sent by the app),
+  `total` (request received → answer complete).
 - `ragchat_prompt_tokens_total`, `ragchat_completion_tokens_total`: tokens sent to and received from the LLM.
 - `ragchat_http_requests_total{route,method,status}`, `ragchat_http_request_duration_seconds{route}`,
   `ragchat_http_requests_in_progress`: every HTTP request, by route template.
@@ -28,7 +28,7 @@ from typing import Final, Literal, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-Stage = Literal["query_embedding", "retrieval", "condense", "prompt_assembly", "ttft", "total"]
+Stage = Literal["query_embedding", "retrieval", "prompt_assembly", "ttft", "total"]
 ErrorKind = Literal[
     "llm_unreachable",  # connection refused / DNS / connect timeout
     "llm_timeout",  # no bytes within the read timeout

@@ -8,8 +8,14 @@ they need "no citation" to observe every passage the model was given.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ import pytest
 from ragchat.config import Settings
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from tests.support.live_app import live_app
-from tests.support.vllm import VllmServer
+from tests.support.vllm import VllmServer, free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.asyncio(loop_scope="session")]
 
@@ -235,3 +241,59 @@ async def test_invalid_requests_are_clear_400s(client: openai.AsyncOpenAI) -> No
     assert "user message" in no_question.value.message
     with pytest.raises(openai.UnprocessableEntityError):
         await client.chat.completions.create(model="ragchat", messages=[])
+
+
+async def test_cli_serve_then_ask_streams_the_answer_and_lists_sources(
+    settings: Settings, app_url: str
+) -> None:
+    await asyncio.to_thread(serve_then_ask, settings)  # app_url: the handbook is stored
+
+
+def serve_then_ask(settings: Settings) -> None:
+    """`ragchat serve` on the fixture's store, `ragchat ask` against it, then `ask` with the app gone."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAGCHAT_DATA_DIR": str(settings.data_dir),  # the store the app fixture filled
+        "RAGCHAT_DEFAULT_COLLECTION": "handbook",
+        "RAGCHAT_CHUNK_TOKENS": "100",
+        "RAGCHAT_CHUNK_OVERLAP_TOKENS": "0",
+        "RAGCHAT_PORT": str(port),
+        "VLLM_BASE_URL": settings.vllm_base_url,
+        "LLM_MAX_TOKENS": "24",
+        "COLUMNS": "160",
+    }
+    ragchat = [str(Path(sys.executable).with_name("ragchat"))]  # the installed console script
+    server = subprocess.Popen(
+        [*ragchat, "serve", "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "ragchat serve did not come up"
+            time.sleep(0.5)
+        asked = subprocess.run(
+            [*ragchat, "ask", "How do I revoke an API key?"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert asked.stdout.split("\n")[0].strip()  # the answer, streamed first
+        assert "api-keys.md" in asked.stdout and (
+            "Sources" in asked.stdout or "Passages given" in asked.stdout
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    down = subprocess.run(
+        [*ragchat, "ask", "Anyone there?"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 1
+    assert f"cannot reach ragchat at http://127.0.0.1:{port}/v1" in down.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -11,10 +12,10 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
-import anyio.from_thread
 import httpx
 import numpy as np
 import numpy.typing as npt
@@ -47,14 +48,13 @@ def reference() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
 
 
-@pytest.fixture(scope="module")
-def embed_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`ragchat embed-server` on a free port (its default runtime: ONNX); its base URL ".../v1"."""
-    data_dir = tmp_path_factory.mktemp("embed-data")
+@contextmanager
+def running_embed_server(data_dir: Path, *args: str) -> Iterator[str]:
+    """`ragchat embed-server ARGS` on a free port, as a real process; yields its base URL ".../v1"."""
     log_path = data_dir / "embed-server.log"
     port = free_port()
     env = {**os.environ, "RAGCHAT_DATA_DIR": str(data_dir)}
-    command = [str(Path(sys.executable).parent / "ragchat"), "embed-server", "--port", str(port)]
+    command = [str(Path(sys.executable).parent / "ragchat"), "embed-server", "--port", str(port), *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -74,6 +74,13 @@ def embed_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def embed_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`ragchat embed-server` with its defaults (sentence-transformers), shared by this module."""
+    with running_embed_server(tmp_path_factory.mktemp("embed-data")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -108,6 +115,15 @@ def test_vectors_equal_the_in_process_model(
     assert [item.index for item in response.data] == list(range(len(TEXTS)))
     np.testing.assert_allclose(as_matrix(response), expected, atol=TOLERANCE)
     assert response.usage.prompt_tokens == response.usage.total_tokens > len(TEXTS)
+
+
+def test_onnx_runtime_serves_the_same_vectors(tmp_path: Path, reference: SentenceTransformerEmbedder) -> None:
+    with running_embed_server(tmp_path, "--runtime", "onnx") as url:
+        onnx_client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        response = onnx_client.embeddings.create(model="all-MiniLM-L6-v2", input=TEXTS)
+    np.testing.assert_allclose(
+        as_matrix(response), reference.embed(TEXTS, input_type="document"), atol=TOLERANCE
+    )
 
 
 def test_one_text_and_the_client_default_encoding(
@@ -207,12 +223,13 @@ async def test_requests_arriving_during_a_model_call_share_the_next_one(tmp_path
     settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
     [model] = prepare_models(settings, ["all-MiniLM-L6-v2"], "torch")
     release = threading.Event()
-    first_call_started = anyio.Event()
+    first_call_started = asyncio.Event()
+    loop = asyncio.get_running_loop()
     calls: list[int] = []
 
     def encode_after_release(texts: list[str], input_type: InputType) -> Encoded:
         calls.append(len(texts))
-        anyio.from_thread.run_sync(first_call_started.set)
+        loop.call_soon_threadsafe(first_call_started.set)  # runs on the model's own thread
         release.wait(timeout=60)  # hold the call until the other requests have queued
         return model.encode(texts, input_type)
 

@@ -15,7 +15,7 @@ import pytest
 
 from ragchat.domain import ChunkDraft
 from ragchat.infra.store import StoreError
-from ragchat.infra.store.sqlite import SqliteChunkStore, build_match_expression
+from ragchat.infra.store.sqlite import SqliteChunkStore, query_words
 
 DIM = 8
 
@@ -200,6 +200,10 @@ def test_collections_are_separate(store: SqliteChunkStore) -> None:
     assert [r.id for r in store.list_documents("b")] == [b.id]
     assert [cid for cid, _ in store.keyword_search("a", "harbour", 10)] == [f"{a.id}-1-0"]
     assert [cid for cid, _ in store.vector_search("b", axis(0), 10)] == [f"{b.id}-1-0"]
+    text = "zzcollection1zz zzcollection2zz harbour"  # the collections' scope tokens, as plain text
+    intruder = put(store, "intruder.txt", text, [axis(0)], collection="x")
+    assert [cid for cid, _ in store.keyword_search("a", "harbour", 10)] == [f"{a.id}-1-0"]
+    assert [cid for cid, _ in store.keyword_search("x", "harbour", 10)] == [f"{intruder.id}-1-0"]
     assert store.vector_search("missing", axis(0), 10) == []
     assert store.keyword_search("missing", "harbour", 10) == []
 
@@ -247,10 +251,22 @@ def test_keyword_search_never_raises_on_punctuation(store: SqliteChunkStore, que
     assert store.count_documents() == 1
 
 
-def test_match_expression_quotes_every_term() -> None:
-    assert build_match_expression('NEAR("a" b*') == '"near" OR "a" OR "b"'
-    assert build_match_expression("?!") is None
-    assert build_match_expression("Running runs running") == '"running" OR "runs"'
+def test_query_words_are_distinct_lowercase_words() -> None:
+    assert query_words('NEAR("a" b* A') == ["near", "a", "b"]
+    assert query_words("?!") == []
+    assert len(query_words(" ".join(f"w{i}" for i in range(100)))) == 32
+
+
+def test_keyword_search_skips_the_commonest_words_past_the_budget(tmp_path: Path) -> None:
+    store = SqliteChunkStore(tmp_path / "ragchat.sqlite3", keyword_postings_budget=3)
+    rare = put(store, "rare.txt", "the common words and one zeppelin", [axis(0)])
+    for i in range(3):
+        put(store, f"common{i}.txt", f"the common words number {i}", [axis(1)])
+    # "common" (in 4 chunks) does not fit a budget of 3 after "zeppelin" (in 1): only the rare word counts.
+    assert [cid for cid, _ in store.keyword_search("c", "common zeppelin", 10)] == [f"{rare.id}-1-0"]
+    # A query of common words alone still searches its rarest word.
+    assert len(store.keyword_search("c", "common words", 10)) == 4
+    store.close()
 
 
 def test_vector_search_is_exact_cosine_best_first(store: SqliteChunkStore) -> None:

@@ -207,7 +207,10 @@ class BenchClient:
     async def scrape_metrics(self) -> MetricsSnapshot | None:
         """vLLM's `/metrics` (of `metrics_url`, else the server), or None when it has no vLLM series."""
         try:
-            response = await self._http.get(f"{self.metrics_root}/metrics", timeout=10.0)
+            # vLLM renders /metrics inside its API server's event loop: ask for no compression on top.
+            response = await self._http.get(
+                f"{self.metrics_root}/metrics", timeout=10.0, headers={"Accept-Encoding": "identity"}
+            )
         except httpx.HTTPError:
             return None
         if response.status_code != 200:

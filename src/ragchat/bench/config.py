@@ -96,7 +96,7 @@ class BenchConfig:
     temperature: float = 0.0
     request_timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
-    metrics_interval_s: float = 0.5
+    metrics_interval_s: float = 1.0
     plots: bool = True
 
     def __post_init__(self) -> None:

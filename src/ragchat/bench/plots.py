@@ -13,7 +13,7 @@ Record = dict[str, Any]
 
 LATENCY_PNG = "latency_vs_load.png"
 THROUGHPUT_PNG = "throughput_vs_load.png"
-_PERCENTILE_STYLES = {"p50": "-", "p95": "--", "p99": ":"}
+_PERCENTILE_STYLES = {"p50": "-", "p95": (0, (6, 3)), "p99": (0, (1, 2))}
 
 
 def _series(steps: list[Record], metric: str, stat: str) -> tuple[list[float], list[float]]:
@@ -24,6 +24,14 @@ def _series(steps: list[Record], metric: str, stat: str) -> tuple[list[float], l
             xs.append(step["level"])
             ys.append(value)
     return xs, ys
+
+
+def _level_axis(axis: Any, levels: list[float], label: str) -> None:
+    """A log-2 x axis labelled with the levels actually measured (1, 2, 4, ... rather than 2^0, 2^1)."""
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(levels, [f"{level:g}" for level in levels])
+    axis.minorticks_off()
+    axis.set_xlabel(label)
 
 
 def plot_run(record: Record, output_dir: Path) -> list[Path]:
@@ -46,6 +54,7 @@ def plot_run(record: Record, output_dir: Path) -> list[Path]:
     slo = record["settings"]["slo"]
     title = f"{record['server']['model']} via {record['settings']['backend']}"
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    levels = sorted({step["level"] for steps in swept.values() for step in steps})
 
     latency, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
     for axis, metric, name, limit in (
@@ -55,10 +64,11 @@ def plot_run(record: Record, output_dir: Path) -> list[Path]:
         for color, (workload, steps) in zip(colors, swept.items(), strict=False):
             for stat, style in _PERCENTILE_STYLES.items():
                 xs, ys = _series(steps, metric, stat)
-                axis.plot(xs, ys, style, marker="o", markersize=3, color=color, label=f"{workload} {stat}")
+                axis.plot(
+                    xs, ys, linestyle=style, marker="o", markersize=3, color=color, label=f"{workload} {stat}"
+                )
         axis.axhline(limit, color="grey", linewidth=1, linestyle="-.", label=f"SLO p95 {limit:g} ms")
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel(x_label)
+        _level_axis(axis, levels, x_label)
         axis.set_ylabel(name)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
@@ -76,8 +86,7 @@ def plot_run(record: Record, output_dir: Path) -> list[Path]:
     axes[0].set_ylabel("aggregate output tokens/s")
     axes[1].set_ylabel("decode tokens/s per user (median)")
     for axis in axes:
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel(x_label)
+        _level_axis(axis, levels, x_label)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
         axis.set_ylim(bottom=0)

@@ -154,7 +154,7 @@ class StepMonitor:
     """
 
     scrape: Callable[[], Awaitable[MetricsSnapshot | None]]
-    interval_s: float = 0.5
+    interval_s: float = 1.0
     _before: MetricsSnapshot | None = None
     _peaks: _Peaks = field(default_factory=_Peaks)
     _task: asyncio.Task[None] | None = None

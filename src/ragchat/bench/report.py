@@ -184,7 +184,8 @@ def render_markdown(record: Record, plot_files: list[str]) -> str:
         f"- Date: {record['started_at']} to {record['finished_at']}; tool: {record['tool']}",
         f"- Model: `{server['model']}`; max_model_len: {server['max_model_len'] or 'not reported'}; "
         f"vLLM version: {server['vllm_version'] or 'not exposed'}",
-        f"- Machine (client): {record['machine']['platform']}",
+        f"- Machine (client): {record['machine']['platform']}, {record['machine'].get('cpu_count')} CPUs, "
+        f"load average (1/5/15 min) {record['machine'].get('load_average', {})}",
         f"- Requests per step: max(--runs={settings['runs']}, concurrency); "
         f"max_tokens {settings['max_tokens']}; ignore_eos {settings['ignore_eos']}; "
         f"temperature {settings['temperature']}; seed {settings['seed']}; warm-up {settings['warmup']}",

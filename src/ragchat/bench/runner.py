@@ -8,6 +8,7 @@ flight: each finished request is replaced at once) or open-loop (Poisson arrival
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import secrets
 import time
@@ -142,6 +143,7 @@ class BenchRun:
     tokens_per_word: float
     started_at: str
     finished_at: str = ""
+    load_average: dict[str, list[float]] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
     capacities: list[Capacity] = field(default_factory=list)
     prefix: PrefixExperiment | None = None
@@ -158,6 +160,8 @@ class BenchRun:
                 "platform": platform.platform(),
                 "python": platform.python_version(),
                 "processor": platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "load_average": self.load_average,
             },
             "settings": self.config.to_record(),
             "server": self.server.to_record(),
@@ -170,6 +174,14 @@ class BenchRun:
             "prefix_cache": self.prefix.to_record() if self.prefix else None,
             "notes": self.notes,
         }
+
+
+def _load_average() -> list[float]:
+    """The client machine's 1/5/15-minute load averages: a busy client or shared host skews latencies."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def _now() -> str:
@@ -236,6 +248,7 @@ class BenchRunner:
             run_tag=secrets.token_hex(4),
             tokens_per_word=tokens_per_word,
             started_at=_now(),
+            load_average={"start": _load_average()},
         )
         if not server.metrics_available:
             self._note(
@@ -256,6 +269,7 @@ class BenchRunner:
         if config.prefix_experiment:
             await self._prefix_experiment(run, factory)
         run.finished_at = _now()
+        run.load_average["end"] = _load_average()
         return run
 
     # --- probing -----------------------------------------------------------------------------------

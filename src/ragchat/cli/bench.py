@@ -177,7 +177,7 @@ def run_command(
         1, "--prefix-concurrency", help="Users during the prefix experiment."
     ),
     metrics_interval: float = typer.Option(
-        0.5,
+        1.0,
         "--metrics-interval",
         help="Seconds between /metrics polls during a step, for peak KV-cache use and queue length "
         "(0: only before and after each step).",

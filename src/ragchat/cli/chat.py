@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import PurePath
 from typing import Any
 
 import typer
@@ -135,7 +136,7 @@ def _sources_table(sources: list[dict[str, Any]]) -> Table:
     for source in sources:
         table.add_row(
             Text(f"[{source.get('index')}]"),
-            Text(str(source.get("document", ""))),
+            Text(PurePath(str(source.get("document", ""))).name),
             Text(str(source.get("heading", ""))),
             f"{float(source.get('score', 0.0)):.3f}",
             Text(str(source.get("snippet", ""))),

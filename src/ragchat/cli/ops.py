@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from typing import Annotated, cast
 
@@ -20,7 +21,7 @@ from ragchat.infra.llm.vllm_metrics import (
     read_status,
 )
 
-RUNTIMES = ("onnx", "onnx-int8", "torch")
+RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def register(app: typer.Typer) -> None:
@@ -99,10 +100,11 @@ def embed_server(
     runtime: Annotated[
         str,
         typer.Option(
-            help="onnx (default: same vectors as sentence-transformers, faster on CPU), onnx-int8 (faster "
-            "still, vectors differ slightly: cosine ~0.99), or torch (sentence-transformers)."
+            help="torch (sentence-transformers; default: fastest with batches, see docs/benchmarks.md), onnx "
+            "(ONNX Runtime, same vectors; faster for single texts) or onnx-int8 (faster still, vectors "
+            "differ slightly: cosine ~0.99)."
         ),
-    ] = "onnx",
+    ] = "torch",
     max_batch: Annotated[int, typer.Option(min=1, help="Most texts encoded in one model call.")] = 256,
     max_wait_ms: Annotated[
         float, typer.Option(min=0, help="How long the first request waits for others to join its batch.")
@@ -117,6 +119,10 @@ def embed_server(
 
     from ragchat.embed_server.app import Runtime, create_embed_app, default_model_names, prepare_models
 
+    # torch's OpenMP threads spin-wait between calls by default. With the model called from a thread other
+    # than the event loop's, that starved the loop: ~1 s instead of ~15 ms per one-text request on 2 busy
+    # cores (measured). Passive waiting costs nothing measurable; it must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if runtime not in RUNTIMES:
         raise fail(f"--runtime must be one of {', '.join(RUNTIMES)} (got {runtime!r})", code=2)
     settings = settings_or_exit()

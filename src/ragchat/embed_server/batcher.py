@@ -4,9 +4,8 @@ A worker task per model waits for the first request, lets `max_wait_s` pass so t
 can join, then encodes up to `max_batch_texts` texts in one call on the model's own thread. While that call
 runs, new requests queue up and form the next batch, so batches grow with load and cost ~nothing when idle.
 
-Every call of one model runs on the same dedicated thread: torch's OpenMP keeps one thread team per calling
-thread, and teams of different threads spin-waiting against each other made a one-text encode take ~1.3 s
-instead of ~14 ms on 2 cores (measured; OMP_WAIT_POLICY=PASSIVE also cures it).
+Every call of one model runs on the same dedicated thread, one at a time: the model's thread pools (torch's
+OpenMP team, ONNX Runtime's) stay bound to one caller instead of one per worker thread.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,14 +37,18 @@ from ragchat.infra.store import StoreError
 
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS collections (
-    name TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL DEFAULT 0
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    generation INTEGER NOT NULL DEFAULT 0,
+    chunk_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY,
@@ -65,6 +70,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     ordinal INTEGER NOT NULL,
     heading TEXT NOT NULL,
     heading_path TEXT NOT NULL,
+    scope TEXT NOT NULL,
     start INTEGER NOT NULL,
     "end" INTEGER NOT NULL,
     token_count INTEGER NOT NULL,
@@ -73,39 +79,51 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, ordinal);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, heading,
+    text, heading, scope,
     content='chunks', content_rowid='rowid',
-    tokenize='porter unicode61 remove_diacritics 2'
+    tokenize='{_TOKENIZER}'
 );
 CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.rowid, new.text, new.heading);
+    INSERT INTO chunks_fts(rowid, text, heading, scope) VALUES (new.rowid, new.text, new.heading, new.scope);
 END;
 CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
-    VALUES ('delete', old.rowid, old.text, old.heading);
+    INSERT INTO chunks_fts(chunks_fts, rowid, text, heading, scope)
+    VALUES ('delete', old.rowid, old.text, old.heading, old.scope);
 END;
 """
 
-# Column weights for bm25(): a match in the chunk text counts fully, one in its heading path half.
-_BM25_WEIGHTS = (1.0, 0.5)
-_QUERY_TERM = re.compile(r"\w+", re.UNICODE)
-_MAX_QUERY_TERMS = 32
+# Per connection: the query's words go through the index's own tokenizer (to learn their stems), and the
+# index's vocabulary gives each stem's document frequency.
+_QUERY_TABLES = f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(word, tokenize='{_TOKENIZER}');
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems USING fts5vocab(temp, query_words, 'instance');
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.index_vocabulary USING fts5vocab(main, chunks_fts, 'row');
+"""
+
+# Column weights for bm25(): text counts fully, the heading path half, the collection token not at all.
+_BM25_WEIGHTS = (1.0, 0.5, 0.0)
+_QUERY_WORD = re.compile(r"\w+", re.UNICODE)
+_MAX_QUERY_WORDS = 32
+# A keyword query ranks the rarest query words first and stops adding words once their postings (the
+# chunks containing them) pass this many: very common words add little to BM25 but most of its cost.
+KEYWORD_POSTINGS_BUDGET = 10_000
+_FREQUENCY_TTL_S = 60.0
 _DOCUMENT_COLUMNS = "id, collection, path, title, content_hash, chunk_count, char_count, created_at"
 
 
-def build_match_expression(query: str) -> str | None:
-    """Turn free text into a safe FTS5 query: each word becomes a quoted term, terms are OR-ed.
+def query_words(query: str) -> list[str]:
+    """The distinct words of a free-text query, lowercased, in order (at most 32).
 
-    Quoting makes every character literal to FTS5, so punctuation, operators (`AND`, `NEAR`, `*`, `:`)
-    and unbalanced quotes in user input can never raise a syntax error. None when there is no word.
+    Each word later goes into the FTS5 query inside double quotes, which makes every character literal:
+    punctuation, operators (`AND`, `NEAR`, `*`, `:`) and unbalanced quotes in user input never raise.
     """
-    terms: list[str] = []
-    for term in _QUERY_TERM.findall(query.lower()):
-        if term not in terms:
-            terms.append(term)
-    if not terms:
-        return None
-    return " OR ".join(f'"{term}"' for term in terms[:_MAX_QUERY_TERMS])
+    return list(dict.fromkeys(_QUERY_WORD.findall(query.lower())))[:_MAX_QUERY_WORDS]
+
+
+def _scope_token(collection_id: int) -> str:
+    """The one token, indexed with every chunk, that restricts a keyword search to its collection
+    (letters around the digits keep the porter stemmer from changing it)."""
+    return f"zzcollection{collection_id}zz"
 
 
 def _now() -> str:
@@ -200,14 +218,22 @@ class _VectorSnapshot:
 class SqliteChunkStore:
     """`ChunkStore` on one SQLite database file (created with its folder on first use)."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = 30.0,
+        keyword_postings_budget: int = KEYWORD_POSTINGS_BUDGET,
+    ) -> None:
         self.path = path
+        self._keyword_postings_budget = keyword_postings_budget
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         self._vectors: dict[str, _CollectionVectors] = {}
         self._vectors_lock = threading.Lock()
+        self._frequencies: dict[str, tuple[int, float]] = {}  # stem -> (chunks containing it, when read)
         self._closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
@@ -378,8 +404,12 @@ class SqliteChunkStore:
         blobs = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._write() as tx:
             tx.execute("INSERT INTO collections(name) VALUES (?) ON CONFLICT(name) DO NOTHING", (collection,))
+            scope = _scope_token(
+                tx.execute("SELECT id FROM collections WHERE name = ?", (collection,)).fetchone()[0]
+            )
             existing = tx.execute(
-                "SELECT id, revision, created_at FROM documents WHERE collection = ? AND path = ?",
+                "SELECT id, revision, created_at, chunk_count FROM documents"
+                " WHERE collection = ? AND path = ?",
                 (collection, path),
             ).fetchone()
             if existing is None:
@@ -408,8 +438,8 @@ class SqliteChunkStore:
                     (title, content_hash, len(chunks), char_count, revision, document_id),
                 )
             tx.executemany(
-                "INSERT INTO chunks(id, document_id, collection, ordinal, heading, heading_path, start,"
-                ' "end", token_count, text, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                "INSERT INTO chunks(id, document_id, collection, ordinal, heading, heading_path, scope,"
+                ' start, "end", token_count, text, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
                 [
                     (
                         f"{document_id}-{revision}-{ordinal}",
@@ -418,6 +448,7 @@ class SqliteChunkStore:
                         ordinal,
                         " > ".join(chunk.heading_path),
                         json.dumps(list(chunk.heading_path), ensure_ascii=False),
+                        scope,
                         chunk.start,
                         chunk.end,
                         chunk.token_count,
@@ -427,7 +458,11 @@ class SqliteChunkStore:
                     for ordinal, chunk in enumerate(chunks)
                 ],
             )
-            tx.execute("UPDATE collections SET generation = generation + 1 WHERE name = ?", (collection,))
+            tx.execute(
+                "UPDATE collections SET generation = generation + 1, chunk_count = chunk_count + ?"
+                " WHERE name = ?",
+                (len(chunks) - (existing[3] if existing else 0), collection),
+            )
         return DocumentRecord(
             id=document_id,
             collection=collection,
@@ -441,26 +476,95 @@ class SqliteChunkStore:
 
     def delete_document(self, document_id: str) -> bool:
         with self._write() as tx:
-            row = tx.execute("SELECT collection FROM documents WHERE id = ?", (document_id,)).fetchone()
+            row = tx.execute(
+                "SELECT collection, chunk_count FROM documents WHERE id = ?", (document_id,)
+            ).fetchone()
             if row is None:
                 return False
             tx.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
             tx.execute("DELETE FROM documents WHERE id = ?", (document_id,))
-            tx.execute("UPDATE collections SET generation = generation + 1 WHERE name = ?", (row[0],))
+            tx.execute(
+                "UPDATE collections SET generation = generation + 1, chunk_count = chunk_count - ?"
+                " WHERE name = ?",
+                (row[1], row[0]),
+            )
         return True
 
     # --- search ----------------------------------------------------------------------------------------
 
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
-        expression = build_match_expression(query)
-        if expression is None or k <= 0:
+        """BM25 over the collection's chunks for the query's rarest words (see KEYWORD_POSTINGS_BUDGET)."""
+        words = query_words(query)
+        if not words or k <= 0:
             return []
-        rows = self._connection().execute(
-            "SELECT c.id, -bm25(chunks_fts, ?, ?) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid"
-            " WHERE chunks_fts MATCH ? AND c.collection = ? ORDER BY bm25(chunks_fts, ?, ?) LIMIT ?",
-            (*_BM25_WEIGHTS, expression, collection, *_BM25_WEIGHTS, k),
+        conn = self._connection()
+        counts = {
+            name: (id_, chunks)
+            for id_, name, chunks in conn.execute("SELECT id, name, chunk_count FROM collections")
+        }
+        if collection not in counts:
+            return []
+        searched = self._words_worth_searching(conn, words)
+        if not searched:
+            return []
+        expression = " OR ".join(f'"{word}"' for word in searched)
+        if any(chunks for name, (_, chunks) in counts.items() if name != collection):
+            # Intersecting with the collection's token costs a walk of its postings: only when needed.
+            expression = f'scope : "{_scope_token(counts[collection][0])}" AND ({expression})'
+        hits = conn.execute(
+            "SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts MATCH ?"
+            " ORDER BY bm25(chunks_fts, ?, ?, ?) LIMIT ?",
+            (*_BM25_WEIGHTS, expression, *_BM25_WEIGHTS, k),
+        ).fetchall()
+        if not hits:
+            return []
+        placeholders = ",".join("?" * len(hits))
+        chunk_ids = dict(
+            conn.execute(
+                f"SELECT rowid, id FROM chunks WHERE rowid IN ({placeholders}) AND collection = ?",
+                [rowid for rowid, _ in hits] + [collection],
+            ).fetchall()
         )
-        return [(str(chunk_id), float(score)) for chunk_id, score in rows.fetchall()]
+        return [(str(chunk_ids[rowid]), float(score)) for rowid, score in hits if rowid in chunk_ids]
+
+    def _words_worth_searching(self, conn: sqlite3.Connection, words: list[str]) -> list[str]:
+        """The query words to search for: one per distinct stem, rarest first, until the chunks containing
+        them reach the postings budget (at least one word, when any occurs in the index)."""
+        if not getattr(self._local, "query_tables", False):
+            conn.executescript(_QUERY_TABLES)
+            self._local.query_tables = True
+        conn.execute("DELETE FROM temp.query_words")
+        conn.executemany("INSERT INTO temp.query_words(rowid, word) VALUES (?, ?)", enumerate(words, start=1))
+        stems: dict[int, list[str]] = {}
+        for position, stem in conn.execute("SELECT doc, term FROM temp.query_stems ORDER BY doc, offset"):
+            stems.setdefault(position, []).append(stem)
+        candidates: dict[tuple[str, ...], tuple[int, str]] = {}
+        for position, word_stems in stems.items():
+            frequency = min(self._document_frequency(conn, stem) for stem in word_stems)
+            if frequency:
+                candidates.setdefault(tuple(word_stems), (frequency, words[position - 1]))
+        chosen: list[str] = []
+        postings = 0
+        for frequency, word in sorted(candidates.values()):
+            if chosen and postings + frequency > self._keyword_postings_budget:
+                break
+            chosen.append(word)
+            postings += frequency
+        return chosen
+
+    def _document_frequency(self, conn: sqlite3.Connection, stem: str) -> int:
+        """How many chunks (of any collection) contain `stem`; cached for a minute, as only the choice of
+        words depends on it, not the scores."""
+        now = time.monotonic()
+        cached = self._frequencies.get(stem)
+        if cached is not None and now - cached[1] < _FREQUENCY_TTL_S:
+            return cached[0]
+        row = conn.execute("SELECT doc FROM temp.index_vocabulary WHERE term = ?", (stem,)).fetchone()
+        frequency = int(row[0]) if row else 0
+        if len(self._frequencies) > 100_000:
+            self._frequencies.clear()
+        self._frequencies[stem] = (frequency, now)
+        return frequency
 
     def vector_search(self, collection: str, vector: Vectors, k: int) -> list[tuple[str, float]]:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
