@@ -294,9 +294,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_markdown(result: dict[str, Any]) -> None:
     print(
-        "\n| users | requests/path | TTFT p50 app / direct | added p50 | TTFT p95 app / direct | added p95 |"
+        "\n| users | requests/path | TTFT p50 app / direct | added p50 | TTFT p95 app / direct | added p95 "
+        "| app retrieval (query embedding), mean | app CPU / request |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row in result["ttft"]:
         stages = {k: v or 0.0 for k, v in row["app_stage_means_ms"].items()}
         print(

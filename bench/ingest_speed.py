@@ -1,4 +1,4 @@
-"""Ingestion speed: ragchat's real ingestion path against LlamaIndex's ingestion pipeline, same pages, same run.
+"""Ingestion speed: ragchat's real ingestion path against LlamaIndex's pipeline, same pages, same run.
 
     .venv/bin/python bench/ingest_speed.py                      # all 530 pages of python3.11-doc
     .venv/bin/python bench/ingest_speed.py --pages 60           # a quick, evenly spread sample
@@ -16,9 +16,11 @@ LlamaIndex gets the text that ragchat's HTML loader extracted (it has no HTML re
 prepared before its clock starts, which favours it.
 
 Reported per variant: pages/s, chunks/s, seconds inside the model's encode and the share outside it,
-tokens embedded; ratios against each baseline. Model loading and the one-time ONNX export happen before
-timing and are reported apart. With --keep DIR the ragchat databases stay in DIR/<runtime> for
-bench/retrieval_quality.py; LlamaIndex's vectors are scored vector-only on the question set.
+tokens embedded, and the process CPU seconds each variant used (steadier than wall time when other
+programs share the cores); ratios against each baseline by both. Model loading and the one-time ONNX
+export happen before timing and are reported apart. With --keep DIR the ragchat databases stay in
+DIR/<runtime> for bench/retrieval_quality.py; LlamaIndex's vectors are scored vector-only on the question
+set.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import shutil
 import sqlite3
@@ -61,6 +64,7 @@ class Timing:
     chunks: int = 0
     tokens_embedded: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0
     encode_s: float = 0.0
     setup_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -72,9 +76,11 @@ class Timing:
             "chunks": self.chunks,
             "tokens_embedded": self.tokens_embedded,
             "wall_s": round(self.wall_s, 1),
+            "cpu_s": round(self.cpu_s, 1),
             "encode_s": round(self.encode_s, 1),
             "pages_per_s": round(self.pages / self.wall_s, 3) if self.wall_s else None,
             "chunks_per_s": round(self.chunks / self.wall_s, 2) if self.wall_s else None,
+            "pages_per_cpu_s": round(self.pages / self.cpu_s, 3) if self.cpu_s else None,
             "outside_encode_share": round(1 - self.encode_s / self.wall_s, 4) if self.wall_s else None,
             "setup_s": round(self.setup_s, 1),
             **self.extra,
@@ -99,7 +105,7 @@ class EncodeClock:
 class RagchatVariant:
     """ragchat's container and IngestService for one LOCAL_EMBEDDING_RUNTIME."""
 
-    def __init__(self, runtime: str, data_dir: Path, chunk_tokens: int, overlap: int) -> None:
+    def __init__(self, runtime: Any, data_dir: Path, chunk_tokens: int, overlap: int) -> None:
         self.timing = Timing(f"ragchat-{runtime}")
         self._settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
@@ -123,9 +129,10 @@ class RagchatVariant:
 
     def ingest(self, files: Sequence[Path], extracted: dict[Path, Any]) -> None:
         assert self._services is not None
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         report = self._services.ingest.ingest_paths(files, collection=COLLECTION)
         self.timing.wall_s += time.perf_counter() - started
+        self.timing.cpu_s += time.process_time() - cpu_started
         if report.skipped:
             raise RuntimeError(f"ragchat skipped files: {report.skipped[:3]}")
         self.timing.pages += len(files)
@@ -181,9 +188,10 @@ class LlamaIndexVariant:
         from llama_index.core import Document
 
         documents = [Document(text=extracted[path].text, metadata={"file_path": str(path)}) for path in files]
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         nodes = self._pipeline.run(documents=documents)
         self.timing.wall_s += time.perf_counter() - started
+        self.timing.cpu_s += time.process_time() - cpu_started
         self.timing.pages += len(files)
         self.timing.chunks += len(nodes)
         for node in nodes:
@@ -216,7 +224,10 @@ class LlamaIndexVariant:
             if ranks:
                 hits += 1
                 reciprocal += 1 / ranks[0]
-        return {"hit_at_5": round(hits / len(questions), 3), "mrr_at_5": round(reciprocal / len(questions), 3)}
+        return {
+            "hit_at_5": round(hits / len(questions), 3),
+            "mrr_at_5": round(reciprocal / len(questions), 3),
+        }
 
 
 def sample_pages(corpus: Path, pages: int | None) -> list[Path]:
@@ -281,13 +292,17 @@ def main() -> None:
     for row in rows:
         for baseline in baselines:
             if row is not baseline and row["wall_s"] and baseline["pages_per_s"]:
-                row[f"speedup_vs_{baseline['variant']}"] = round(row["pages_per_s"] / baseline["pages_per_s"], 2)
+                row[f"speedup_vs_{baseline['variant']}"] = round(
+                    row["pages_per_s"] / baseline["pages_per_s"], 2
+                )
+                row[f"cpu_speedup_vs_{baseline['variant']}"] = round(baseline["cpu_s"] / row["cpu_s"], 2)
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "pages": len(files),
         "command": " ".join(sys.argv),
         "median_page_chars": statistics.median(len(doc.text) for doc in extracted.values()),
+        "load_average_at_end": os.getloadavg(),
         "variants": rows,
     }
     print(json.dumps(result, indent=2))

@@ -38,11 +38,13 @@ async def measure(
             print(f"ingesting {corpus} into {settings.data_dir} ...", flush=True)
             report = await asyncio.to_thread(services.ingest.ingest_paths, [corpus], collection=collection)
             print(f"  {len(report.added)} documents, {report.chunk_count} chunks", flush=True)
-        rows = []
+        rows: list[dict[str, object]] = []
         for mode in SEARCH_MODES:
             retrieved = []
             for question in questions:
-                passages = await services.retriever.search(question.query, collection=collection, k=k, mode=mode)
+                passages = await services.retriever.search(
+                    question.query, collection=collection, k=k, mode=mode
+                )
                 retrieved.append([Path(passage.document_path).name for passage in passages])
             score = score_ranking(retrieved, questions, mode, k)
             rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_consecutive_chunks_of_a_long_section_overlap(tokenizer: ModelTokenizer)
     chunks = Chunker(tokenizer, 60, 15).split(doc)
 
     assert len(chunks) >= 5
-    for previous, following in zip(chunks, chunks[1:], strict=False):
+    for previous, following in itertools.pairwise(chunks):
         assert following.start < previous.end  # shared text
         shared = tokenizer.count(text[following.start : previous.end])
         assert 0 < shared <= 15

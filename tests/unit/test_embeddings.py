@@ -127,7 +127,7 @@ def test_a_missing_model_gives_a_clear_error(tmp_path: Path) -> None:
         ModelNotAvailable, match=r"LOCAL_EMBEDDING_MODEL='example-org/absent-model'.*never downloads"
     ):
         resolve_model_dir("example-org/absent-model")
-    with pytest.raises(ModelNotAvailable, match="no config.json"):
+    with pytest.raises(ModelNotAvailable, match=r"no config\.json"):
         resolve_model_dir(str(tmp_path))
 
 

@@ -83,7 +83,7 @@ def test_markdown_keeps_the_source_text(tmp_path: Path) -> None:
 
 # --- plain text and encodings ------------------------------------------------------------------------------
 
-WORDS = "Café déjà vu, naïve “quotes” – and a € sign."
+WORDS = "Café déjà vu, naïve “quotes” \u2013 and a € sign."  # en dash: a cp1252-only byte
 
 
 @pytest.mark.parametrize(
@@ -247,7 +247,7 @@ def multi_page_pdf(pages: list[list[str]], outline: list[tuple[str, int]] = ()) 
     for lines in pages:
         writer.add_page(PdfReader(io.BytesIO(pdf_bytes(lines))).pages[0])
     for title, page_index in outline:
-        writer.add_outline_item(title, page_index)
+        writer.add_outline_item(title=title, page_number=page_index)
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
@@ -337,7 +337,7 @@ def test_docx_headings_paragraphs_and_tables(tmp_path: Path) -> None:
 
 
 def test_corrupt_docx_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BadFile, match="not a readable .docx"):
+    with pytest.raises(BadFile, match=r"not a readable \.docx"):
         load_document(write(tmp_path / "broken.docx", b"PK\x03\x04 this is no zip archive" * 10))
 
 
