@@ -34,10 +34,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from ragchat.config import Settings
 from ragchat.container import build_services
@@ -110,7 +111,7 @@ async def ttft_and_usage(
     started = time.perf_counter()
     stream = await client.chat.completions.create(
         model=model,
-        messages=messages,  # type: ignore[arg-type]
+        messages=cast("list[ChatCompletionMessageParam]", messages),
         max_tokens=max_tokens,
         temperature=0.0,
         stream=True,

@@ -54,7 +54,7 @@ def vllm_tool_command(args: argparse.Namespace, prompts: Path, concurrency: int,
     """`vllm bench serve` (through bench/vllm_bench_serve.py) on the prompts, saving per-request detail."""
     root = args.base_url.rstrip("/").removesuffix("/v1")
     return [
-        str(VLLM_PYTHON), str(REPO_ROOT / "bench" / "vllm_bench_serve.py"),
+        args.vllm_python, str(REPO_ROOT / "bench" / "vllm_bench_serve.py"),
         "--backend", "openai-chat", "--base-url", root, "--endpoint", "/v1/chat/completions",
         "--model", args.model, "--tokenizer", args.tokenizer,
         "--dataset-name", "custom", "--dataset-path", str(prompts),
@@ -70,6 +70,8 @@ def vllm_tool_command(args: argparse.Namespace, prompts: Path, concurrency: int,
 def read_vllm_tool(out_dir: Path) -> dict[str, Any]:
     """vLLM's result JSON: its medians, and per-request TTFT and TPOT (ms) recomputed from its detail."""
     result: dict[str, Any] = json.loads((out_dir / "vllm.json").read_text())
+    if "latencies" not in result:  # vLLM <= 0.26 saves per-token gaps instead of end-to-end latencies
+        result["latencies"] = [ttft + sum(itl) for ttft, itl in zip(result["ttfts"], result["itls"], strict=True)]
     ttfts = [t for t, tokens in zip(result["ttfts"], result["output_lens"], strict=True) if tokens]
     tpots = [
         (latency - ttft) / (tokens - 1)
@@ -195,6 +197,9 @@ def main() -> int:
     parser.add_argument("--base-url", default="http://127.0.0.1:8010/v1")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--tokenizer", default=str(REPO_ROOT / ".models" / "SmolLM2-135M-Instruct"))
+    parser.add_argument(
+        "--vllm-python", default=str(VLLM_PYTHON), help="Python that has vLLM (default: the repo's vllm-env)"
+    )
     parser.add_argument("--concurrency", default="1,4", help="levels, e.g. 1,4")
     parser.add_argument("--num-prompts", type=int, default=32)
     parser.add_argument("--output-len", type=int, default=32)

@@ -202,65 +202,113 @@ def percentile(values: list[float], share: float) -> float:
     return float(np.percentile(np.array(values), share * 100))
 
 
-def measure_http(data_dir: Path, requests: int, modes: list[str]) -> dict[str, dict[str, float]]:
-    port = free_port()
-    env = {**os.environ, "RAGCHAT_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
-    env.pop("LOCAL_EMBEDDING_RUNTIME", None)
-    command = [str(Path(sys.executable).with_name("uvicorn")), "app.main:app", "--host", "127.0.0.1"]
-    server_log = (data_dir.parent / f"server-{data_dir.name}.log").open("w")
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-    )
-    results: dict[str, dict[str, float]] = {}
-    try:
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=60) as client:
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"server exited; see {server_log.name}")
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start in 300 s")
-                time.sleep(0.5)
-            asked = queries()
-            for mode in modes:
-                for i in range(20):
-                    client.post(
-                        "/api/search", json={"query": asked[i % len(asked)], "mode": mode}
-                    ).raise_for_status()
-                timings = []
-                cpu_before = process_cpu_seconds(server.pid)
-                for i in range(requests):
-                    body = {"query": asked[i % len(asked)], "k": 5, "mode": mode}
-                    started = time.perf_counter()
-                    response = client.post("/api/search", json=body)
-                    timings.append((time.perf_counter() - started) * 1000)
-                    response.raise_for_status()
-                results[mode] = {
-                    "p50": statistics.median(timings),
-                    "p95": percentile(timings, 0.95),
-                    "mean": statistics.fmean(timings),
-                    "server_cpu": (process_cpu_seconds(server.pid) - cpu_before) * 1000 / requests,
-                }
-                figures = results[mode]
-                log(f"{data_dir.name} {mode}: p50 {figures['p50']:.1f} ms, p95 {figures['p95']:.1f} ms")
-    finally:
-        server.terminate()
+class SearchServer:
+    """A real `uvicorn app.main:app` serving one data folder, started and stopped by the bench."""
+
+    def __init__(self, data_dir: Path, runtime: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "RAGCHAT_DATA_DIR": str(data_dir),
+            "LOCAL_EMBEDDING_RUNTIME": runtime,
+            "HF_HUB_OFFLINE": "1",
+        }
+        self.log = (data_dir.parent / f"server-{data_dir.name}-{runtime}.log").open("w")
+        uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+        self.process = subprocess.Popen(
+            [
+                uvicorn,
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120)
+
+    def wait_ready(self, timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.log.name}")
+            try:
+                if self.client.get("/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start in {timeout_s:.0f} s")
+            time.sleep(0.5)
+
+    def search(self, query: str, mode: str) -> tuple[float, float]:
+        """(wall ms of the HTTP round trip, server CPU ms while it ran)."""
+        cpu = process_cpu_seconds(self.process.pid)
+        started = time.perf_counter()
+        response = self.client.post("/api/search", json={"query": query, "k": 5, "mode": mode})
+        wall = (time.perf_counter() - started) * 1000
+        response.raise_for_status()
+        return wall, (process_cpu_seconds(self.process.pid) - cpu) * 1000
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
         try:
-            server.wait(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server_log.close()
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+Series = tuple[str, str]  # (corpus name, query-embedding runtime)
+
+
+def measure_http(
+    corpora: dict[str, Path], runtimes: list[str], requests: int, modes: list[str]
+) -> dict[Series, dict[str, dict[str, float]]]:
+    """p50/p95/mean wall ms and mean server CPU ms per request, per corpus, runtime and mode. For each
+    runtime in turn, one server per corpus runs (the other runtime's threads would otherwise compete);
+    requests go one at a time, round-robin over every (corpus, mode), so that load from other processes
+    falls on all alike."""
+    results: dict[Series, dict[str, dict[str, float]]] = {}
+    asked = queries()
+    for runtime in runtimes:
+        servers = {(name, runtime): SearchServer(data_dir, runtime) for name, data_dir in corpora.items()}
+        try:
+            for server in servers.values():
+                server.wait_ready()
+            series = [(key, mode) for key in servers for mode in modes]
+            for i in range(20):  # warm-up: the first search loads the vectors, caches fill
+                for key, mode in series:
+                    servers[key].search(asked[i % len(asked)], mode)
+            walls: dict[tuple[Series, str], list[float]] = {pair: [] for pair in series}
+            cpus: dict[tuple[Series, str], list[float]] = {pair: [] for pair in series}
+            for i in range(requests):
+                for key, mode in series:
+                    wall, cpu = servers[key].search(asked[i % len(asked)], mode)
+                    walls[key, mode].append(wall)
+                    cpus[key, mode].append(cpu)
+                if (i + 1) % 50 == 0:
+                    log(f"{runtime}: {i + 1}/{requests} rounds")
+            for key, mode in series:
+                figures = results.setdefault(key, {})[mode] = {
+                    "p50": statistics.median(walls[key, mode]),
+                    "p95": percentile(walls[key, mode], 0.95),
+                    "mean": statistics.fmean(walls[key, mode]),
+                    "server_cpu": statistics.fmean(cpus[key, mode]),
+                }
+                log(f"{key} {mode}: p50 {figures['p50']:.1f} ms, p95 {figures['p95']:.1f} ms")
+        finally:
+            for server in servers.values():
+                server.stop()
     return results
 
 
@@ -270,35 +318,40 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_components(data_dir: Path, repeats: int) -> dict[str, tuple[float, float]]:
+def measure_components(data_dir: Path, runtimes: list[str], repeats: int) -> dict[str, tuple[float, float]]:
     """(median wall ms, median CPU ms of the whole process) of each step of a search, in-process on the same
     database. CPU time shows the cost without the waiting that other load on the machine adds."""
-    settings = settings_for(data_dir)
-    embedder = create_embedder(settings)
-    store = SqliteChunkStore(settings.database_path)
     asked = queries()
-    try:
+
+    def timed(step: Callable[[str], object], times: int = repeats) -> tuple[float, float]:
+        wall, cpu = [], []
+        for i in range(times):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            step(asked[i % len(asked)])
+            wall.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - started_cpu) * 1000)
+        return statistics.median(wall), statistics.median(cpu)
+
+    steps: dict[str, tuple[float, float]] = {}
+    vectors = {}
+    for runtime in runtimes:
+        embedder = create_embedder(settings_for(data_dir, local_embedding_runtime=runtime))
         embedder.embed(["warm-up"], input_type="query")
+        steps[f"embed query ({runtime})"] = timed(
+            lambda q, model=embedder: model.embed([q], input_type="query")  # type: ignore[misc]
+        )
         vectors = {q: embedder.embed([q], input_type="query")[0] for q in asked}
-
-        def timed(step: Callable[[str], object], times: int = repeats) -> tuple[float, float]:
-            wall, cpu = [], []
-            for i in range(times):
-                started, started_cpu = time.perf_counter(), time.process_time()
-                step(asked[i % len(asked)])
-                wall.append((time.perf_counter() - started) * 1000)
-                cpu.append((time.process_time() - started_cpu) * 1000)
-            return statistics.median(wall), statistics.median(cpu)
-
+    store = SqliteChunkStore(data_dir / "ragchat.sqlite3")
+    try:
         matrix_load = timed(lambda q: store.vector_search(COLLECTION, vectors[q], 1), times=1)  # first search
-        return {
-            "embed_query": timed(lambda q: embedder.embed([q], input_type="query")),
-            "vector_search": timed(lambda q: store.vector_search(COLLECTION, vectors[q], 40)),
-            "keyword_search": timed(lambda q: store.keyword_search(COLLECTION, q, 40)),
-            "matrix_load": matrix_load,
-        }
+        steps["vector search (exact, numpy)"] = timed(
+            lambda q: store.vector_search(COLLECTION, vectors[q], 40)
+        )
+        steps["keyword search (FTS5 BM25)"] = timed(lambda q: store.keyword_search(COLLECTION, q, 40))
+        steps["first search: load the matrix"] = matrix_load
     finally:
         store.close()
+    return steps
 
 
 def measure_keyword_budgets(data_dir: Path, budgets: list[int]) -> dict[int, dict[str, float]]:
@@ -351,35 +404,39 @@ def render(figures: dict[str, dict[str, Any]], requests: int, build_runtime: str
         f"Machine: {MACHINE} ({platform.python_implementation()} {platform.python_version()}), shared with "
         f"other work (load average at the end: {load}). Date: {date}. Command: "
         "`.venv/bin/python bench/search_latency.py --write-docs`.",
-        f"Real uvicorn server, one request at a time, {requests} measured requests per mode (questions of "
-        "`bench/questions/python_docs.jsonl` plus a few others, k=5), torch query embedding. How the corpora "
+        "Real uvicorn servers (for each query-embedding runtime in turn, one per corpus), one request at a "
+        f"time, round-robin over every corpus and mode, {requests} measured requests per row (questions of "
+        "`bench/questions/python_docs.jsonl` plus a few others, k=5). How the corpora "
         f"were made is in the script's docstring (page vectors embedded with {build_runtime}; the 100k "
         "corpus adds sentence-rotated editions of every page with perturbed real vectors). "
-        "`server CPU` is the uvicorn process's CPU time per request (all threads), which other load on the "
-        "machine inflates far less than wall-clock time.",
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (see the script). `server CPU` is the "
+        "uvicorn process's CPU time per request (all threads), which other load on the machine inflates far "
+        "less than wall-clock time.",
         "",
-        "| corpus | chunks | mode | p50 ms | p95 ms | mean ms | server CPU ms/request |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| corpus | chunks | query embedding | mode | p50 ms | p95 ms | mean ms | server CPU ms/request |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
     ]
     for name, data in figures.items():
-        for mode, values in data["http"].items():
-            lines.append(
-                f"| {name} | {data['chunks']:,} | {mode} | {values['p50']:.1f} | {values['p95']:.1f} "
-                f"| {values['mean']:.1f} | {values['server_cpu']:.1f} |"
-            )
+        for runtime, by_mode in data["http"].items():
+            for mode, values in by_mode.items():
+                lines.append(
+                    f"| {name} | {data['chunks']:,} | {runtime} | {mode} | {values['p50']:.1f} "
+                    f"| {values['p95']:.1f} | {values['mean']:.1f} | {values['server_cpu']:.1f} |"
+                )
     lines += [
         "",
         "Where the time goes: median wall ms / CPU ms of each step, in-process on the same databases (the "
         "server runs the keyword search in one thread while the query is embedded and searched by vector "
         "in another):",
         "",
-        "| corpus | embed query (torch) | vector search (exact, numpy) | keyword search (FTS5 BM25) "
-        "| first search: load the matrix |",
-        "|---|---:|---:|---:|---:|",
     ]
+    steps = list(next(iter(figures.values()))["components"])
+    lines.append("| corpus | " + " | ".join(steps) + " |")
+    lines.append("|---|" + "---:|" * len(steps))
     for name, data in figures.items():
-        parts = data["components"]
-        cells = " | ".join(f"{parts[step][0]:.1f} / {parts[step][1]:.1f}" for step in parts)
+        cells = " | ".join(
+            f"{data['components'][step][0]:.1f} / {data['components'][step][1]:.1f}" for step in steps
+        )
         lines.append(f"| {name} | {cells} |")
     lines += [
         "",
@@ -424,9 +481,17 @@ def main() -> None:
     parser.add_argument("--target-chunks", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--modes", default="hybrid,vector,keyword")
+    parser.add_argument(
+        "--runtimes",
+        default="torch,onnx-int8",
+        help="LOCAL_EMBEDDING_RUNTIME values the servers embed queries with",
+    )
     parser.add_argument("--build-only", action="store_true", help="make the databases, measure nothing")
     parser.add_argument("--write-docs", action="store_true", help="update the section in docs/benchmarks.md")
     args = parser.parse_args()
+    # libgomp's default busy-waiting makes torch's 2-thread encode of one query take ~0.5 s instead of
+    # ~14 ms when the CPU is oversubscribed (measured here); servers and in-process steps inherit this.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     docs_dir, big_dir = args.work / "docs", args.work / "100k"
     docs_db, big_db = docs_dir / "ragchat.sqlite3", big_dir / "ragchat.sqlite3"
@@ -450,14 +515,18 @@ def main() -> None:
 
     if args.build_only:
         return
-    modes = args.modes.split(",")
+    corpora = {
+        f"python docs ({args.pages or 530} pages)": docs_dir,
+        f"{args.target_chunks:,} chunks": big_dir,
+    }
+    runtimes = args.runtimes.split(",")
+    http = measure_http(corpora, runtimes, args.requests, args.modes.split(","))
     figures: dict[str, dict[str, Any]] = {}
-    docs_name = f"python docs ({args.pages or 530} pages)"
-    for name, data_dir in ((docs_name, docs_dir), (f"{args.target_chunks:,} chunks", big_dir)):
+    for name, data_dir in corpora.items():
         figures[name] = {
             "chunks": chunk_count(data_dir / "ragchat.sqlite3"),
-            "http": measure_http(data_dir, args.requests, modes),
-            "components": measure_components(data_dir, args.requests),
+            "http": {runtime: http[name, runtime] for runtime in runtimes},
+            "components": measure_components(data_dir, runtimes, args.requests),
             "budgets": measure_keyword_budgets(data_dir, [UNLIMITED, KEYWORD_POSTINGS_BUDGET, 5_000]),
         }
     section = render(figures, args.requests, args.build_runtime)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs ON the lent GPU machine (through the device tool), from the repo root. Subcommands:
 #   stash                 copy whatever .stageK / .gpuK part this call carried into /tmp/stage (one per call)
-#   vllm                  unpack the parts, install vLLM 0.26.0 and the app's wheels, start vLLM (setsid) with
+#   vllm [ARGS]           unpack the parts, install vLLM 0.26.0 and the app's wheels, start vLLM (setsid) with
 #                         the guide's settings on a Llama-3.1-8B-shaped dummy-weight model, wait for /health
-#   sweep                 our benchmark (short + RAG workloads, 1..64 users, SLO, prefix-cache experiment) and
-#                         vLLM's own `vllm bench serve` on the same prompts, in the same call
+#   sweep                 our benchmark (short + RAG workloads, 1..64 users, SLO, prefix-cache experiment)
+#   fidelity              (after `vllm --no-enable-prefix-caching`) our tool vs vLLM's own `vllm bench serve` on
+#                         the same prompts, alternating, in the same call
 #   app                   start ragchat (setsid) against that vLLM and compare --backend app vs vllm at 1,16,64
 # Results go to $OUT as tarballs (the device tool returns at most 8 files).
 set -euo pipefail
@@ -38,7 +39,7 @@ vllm)
   # The guide's settings. Prefix caching and chunked prefill are on by default in vLLM's V1 engine.
   setsid nohup python3 -m vllm.entrypoints.openai.api_server --model "$MODEL_DIR" \
     --served-model-name "$MODEL_NAME" --load-format dummy --max-model-len 8192 \
-    --gpu-memory-utilization 0.90 --port 8000 > /tmp/vllm.log 2>&1 < /dev/null &
+    --gpu-memory-utilization 0.90 --port 8000 "${@:2}" > /tmp/vllm.log 2>&1 < /dev/null &
   wait_http http://127.0.0.1:8000/health 480 || { tail -50 /tmp/vllm.log; exit 1; }
   grep -E "KV cache|Maximum concurrency|GPU KV" /tmp/vllm.log | tail -3
   # One warm-up request (the first after start-up is slow).
@@ -52,10 +53,15 @@ sweep)
     --model "$MODEL_NAME" --workloads chat,rag --concurrency 1,2,4,8,16,32,64 --runs 64 \
     --max-tokens 128 --ignore-eos --slo ttft_p95=500,tpot_p95=50 --prefix-concurrency 16 \
     --prefix-runs 64 --no-plots --output /tmp/results/sweep
+  tar czf "$OUT/sweep.tgz" -C /tmp/results .
+  ;;
+fidelity)
+  # Run on a vLLM started with `vllm --no-enable-prefix-caching`, or each tool finds the other's prompts cached.
+  site
   python3 bench/inference_fidelity.py --base-url http://127.0.0.1:8000/v1 --model "$MODEL_NAME" \
     --tokenizer "$MODEL_DIR" --vllm-python python3 --concurrency 1,16 --num-prompts 64 --output-len 128 \
-    --mode sequential --output /tmp/results/fidelity
-  tar czf "$OUT/sweep.tgz" -C /tmp/results .
+    --repeats 2 --mode sequential --output /tmp/results/fidelity
+  tar czf "$OUT/fidelity.tgz" -C /tmp/results/fidelity .
   ;;
 app)
   site

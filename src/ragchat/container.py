@@ -38,6 +38,7 @@ class Services:
     async def aclose(self) -> None:
         """Release everything this container opened."""
         await self.llm.aclose()
+        await self.retriever.aclose()
         await anyio.to_thread.run_sync(self.store.close)
         close_embedder = getattr(self.embedder, "close", None)  # remote embedders hold an HTTP pool
         if callable(close_embedder):

@@ -158,8 +158,16 @@ class Capacity:
         if self.value is None:
             tried = ", ".join(f"{level:g}" for level in self.levels)
             return f"[{self.workload}] {what} at SLO ({self.slo.describe()}): none of {tried} meets it"
-        ceiling = " (the highest level tried: raise the sweep to find the limit)" if all(self.met) else ""
-        return f"[{self.workload}] {what} at SLO ({self.slo.describe()}): {self.value:g}{suffix}{ceiling}"
+        notes = []
+        missed_below = [
+            f"{lvl:g}" for lvl, ok in zip(self.levels, self.met, strict=True) if lvl < self.value and not ok
+        ]
+        if missed_below:
+            notes.append(f"missed at {', '.join(missed_below)}: a noisy run? measure again")
+        if self.value == max(self.levels):
+            notes.append("the highest level tried: raise the sweep to find the limit")
+        suffix += f" ({'; '.join(notes)})" if notes else ""
+        return f"[{self.workload}] {what} at SLO ({self.slo.describe()}): {self.value:g}{suffix}"
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready values and the printed line."""
@@ -174,15 +182,25 @@ class Capacity:
         }
 
 
+def capacities(steps: Sequence[tuple[str, float, StepSummary]], slo: Slo, unit: str) -> list[Capacity]:
+    """A capacity per swept workload, from (workload, level, summary) triples in run order.
+
+    The long-context workload runs at one user only and gets none."""
+    names = dict.fromkeys(name for name, _, _ in steps)
+    verdicts = []
+    for name in names:
+        levels = [(level, summary) for workload, level, summary in steps if workload == name]
+        if len(levels) > 1 or name != "long":
+            verdicts.append(capacity(name, levels, slo, unit))
+    return verdicts
+
+
 def capacity(workload: str, levels: Sequence[tuple[float, StepSummary]], slo: Slo, unit: str) -> Capacity:
-    """The highest level such that it and every lower level meet the SLO (a dip below it ends the count)."""
+    """The highest level of the sweep that meets the SLO (a lower level that missed is named in the line)."""
     ordered = sorted(levels, key=lambda pair: pair[0])
     met = tuple(summary.meets(slo) for _, summary in ordered)
-    value: float | None = None
-    for (level, _), ok in zip(ordered, met, strict=True):
-        if not ok:
-            break
-        value = level
+    passing = [level for (level, _), ok in zip(ordered, met, strict=True) if ok]
+    value = max(passing) if passing else None
     return Capacity(
         workload=workload,
         slo=slo,

@@ -69,7 +69,8 @@ def plot_run(record: Record, output_dir: Path) -> list[Path]:
                 )
         axis.axhline(limit, color="grey", linewidth=1, linestyle="-.", label=f"SLO p95 {limit:g} ms")
         _level_axis(axis, levels, x_label)
-        axis.set_ylabel(name)
+        axis.set_yscale("log")  # latencies span orders of magnitude between workloads and loads
+        axis.set_ylabel(f"{name}, log scale")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
     latency.suptitle(f"Latency percentiles vs load: {title}")

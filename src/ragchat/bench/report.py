@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from ragchat.bench.client import RequestResult
 from ragchat.bench.config import Slo
-from ragchat.bench.metrics import StepSummary
+from ragchat.bench.metrics import StepSummary, capacities, summarize
 
 Record = dict[str, Any]
 
@@ -232,11 +234,13 @@ def render_markdown(record: Record, plot_files: list[str]) -> str:
     return "\n".join(out)
 
 
-def write_outputs(record: Record, output_dir: Path, *, plots: bool) -> list[Path]:
-    """Write results.json, the plots (unless disabled) and summary.md; return the paths written."""
+def write_outputs(record: Record, output_dir: Path, *, plots: bool, results: bool = True) -> list[Path]:
+    """Write results.json (unless `results` is False), the plots (unless disabled) and summary.md."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    written = [output_dir / RESULTS_FILE]
-    written[0].write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    written = []
+    if results:
+        written.append(output_dir / RESULTS_FILE)
+        written[0].write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     plot_paths: list[Path] = []
     if plots and record["steps"]:
         from ragchat.bench.plots import plot_run  # matplotlib loads only when plots are wanted
@@ -245,6 +249,24 @@ def write_outputs(record: Record, output_dir: Path, *, plots: bool) -> list[Path
     summary = output_dir / SUMMARY_FILE
     summary.write_text(render_markdown(record, [path.name for path in plot_paths]), encoding="utf-8")
     return [*written, *plot_paths, summary]
+
+
+def with_slo(record: Record, slo: Slo) -> Record:
+    """The record re-summarised from its raw samples at another SLO (only goodput and capacity change).
+
+    This is what `ragchat bench report --slo` shows, without sending a request."""
+    steps = []
+    for step in record["steps"]:
+        results = [RequestResult.from_record(sample) for sample in step["samples"]]
+        steps.append({**step, "summary": summarize(results, step["duration_s"], slo).to_record()})
+    unit = "req/s" if record["settings"].get("request_rates") else "users"
+    triples = [(s["workload"], s["level"], StepSummary.from_record(s["summary"])) for s in steps]
+    return {
+        **record,
+        "settings": {**record["settings"], "slo": asdict(slo)},
+        "steps": steps,
+        "capacity": [verdict.to_record() for verdict in capacities(triples, slo, unit)],
+    }
 
 
 def load_record(path: Path) -> Record:

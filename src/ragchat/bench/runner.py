@@ -22,7 +22,7 @@ import numpy as np
 from ragchat import __version__
 from ragchat.bench.client import BenchClient, Message, RequestResult, ServerProblem
 from ragchat.bench.config import BenchConfig
-from ragchat.bench.metrics import Capacity, StepSummary, capacity, summarize
+from ragchat.bench.metrics import Capacity, StepSummary, capacities, summarize
 from ragchat.bench.prometheus import MetricsSnapshot, StepMonitor, StepServerMetrics
 from ragchat.bench.workloads import (
     DEFAULT_TOKENS_PER_WORD,
@@ -506,10 +506,8 @@ class BenchRunner:
 
     def _capacities(self, run: BenchRun) -> None:
         unit = "req/s" if self.config.mode == "rate" else "users"
-        for name in dict.fromkeys(step.workload for step in run.steps):
-            levels = [(step.level, step.summary) for step in run.steps if step.workload == name]
-            if len(levels) > 1 or name != "long":
-                run.capacities.append(capacity(name, levels, self.config.slo, unit))
+        triples = [(step.workload, step.level, step.summary) for step in run.steps]
+        run.capacities = capacities(triples, self.config.slo, unit)
 
     async def _prefix_experiment(self, run: BenchRun, factory: PromptFactory) -> None:
         config = self.config

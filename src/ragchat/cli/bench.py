@@ -11,6 +11,7 @@ import asyncio
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -30,7 +31,7 @@ from ragchat.bench.config import (
     parse_float_list,
     parse_int_list,
 )
-from ragchat.bench.report import console_tables, headline_lines, load_record, write_outputs
+from ragchat.bench.report import console_tables, headline_lines, load_record, with_slo, write_outputs
 from ragchat.bench.runner import BenchRunner, StepResult
 from ragchat.cli.common import console, err_console, settings_or_exit
 
@@ -263,16 +264,50 @@ def _run(config: BenchConfig) -> None:
         except KeyboardInterrupt:
             raise fail("interrupted; nothing written", 130) from None
     record = run.to_record()
-    console.print(
-        f"model [bold]{run.server.model}[/bold], max_model_len {run.server.max_model_len or '?'}, "
-        f"vLLM {run.server.vllm_version or 'version not exposed'}"
-    )
-    for table in console_tables(record):
-        console.print(table)
-    for line in headline_lines(record):
-        console.print(line, style="bold", markup=False, soft_wrap=True)
+    _show(record)
     written = write_outputs(record, config.output_dir, plots=config.plots)
     console.print(f"wrote {', '.join(str(path) for path in written)}")
+
+
+def _show(record: dict[str, Any]) -> None:
+    """The run's tables and headline lines; tables get room even when stdout is a pipe or a log file."""
+    server = record["server"]
+    console.print(
+        f"model {server['model']}, max_model_len {server['max_model_len'] or '?'}, "
+        f"vLLM {server['vllm_version'] or 'version not exposed'}",
+        markup=False,
+    )
+    out = console if console.is_terminal else Console(width=150)
+    for table in console_tables(record):
+        out.print(table)
+    for line in headline_lines(record):
+        console.print(line, style="bold", markup=False, soft_wrap=True)
+
+
+@bench_app.command(
+    "report", help="Print and rewrite a saved run's summary, optionally at another SLO (no requests sent)."
+)
+def report_command(
+    results: Path = typer.Argument(..., help="results.json of a run (or its folder)."),
+    slo: str | None = typer.Option(
+        None, "--slo", help="Recompute goodput and capacity at this SLO (default: the run's own)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="Where to write summary.md and plots (default: next to results.json)."
+    ),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw PNG plots (matplotlib)."),
+) -> None:
+    try:
+        record = load_record(results)
+        record = with_slo(record, Slo.parse(slo) if slo is not None else Slo(**record["settings"]["slo"]))
+    except (ValueError, BenchConfigError) as exc:
+        raise fail(str(exc), 2) from None
+    _show(record)
+    source = results if results.is_dir() else results.parent
+    target = output or source
+    # The saved results.json stays as measured; a copy goes along only to another folder.
+    written = write_outputs(record, target, plots=plots, results=target.resolve() != source.resolve())
+    console.print(f"wrote {', '.join(str(path) for path in written)}", soft_wrap=True)
 
 
 @bench_app.command("compare", help="Show two runs side by side (e.g. vllm vs openai, or app vs vllm).")
@@ -295,7 +330,7 @@ def register(app: typer.Typer) -> None:
 
 
 def run_script(argv: list[str]) -> None:
-    """`scripts/benchmark_inference.py [run | compare A B] ARGS`; `run` is implied when none is named."""
-    if not argv or argv[0] not in ("run", "compare"):
+    """`scripts/benchmark_inference.py [run | report R | compare A B] ARGS`; no command means `run`."""
+    if not argv or argv[0] not in ("run", "compare", "report"):
         argv = ["run", *argv]
     bench_app(args=argv, prog_name="benchmark_inference.py")

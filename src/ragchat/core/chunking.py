@@ -89,7 +89,7 @@ class Chunker:
                     prefix = heading_prefix(section.heading_path)
                     prefix_tokens[section.heading_path] = len(self._counter.token_offsets(prefix))
                 reserve = max(reserve, prefix_tokens[section.heading_path])
-            size = min(self.chunk_tokens, self._counter.max_tokens - reserve)
+            size = max(1, min(self.chunk_tokens, self._counter.max_tokens - reserve))
             chunks.extend(self._split_group(doc.text, offsets, group, size))
         return chunks
 

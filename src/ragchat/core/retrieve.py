@@ -2,11 +2,14 @@
 
 RRF (Cormack et al., 2009) scores a chunk `sum(1 / (rrf_k + rank))` over the result lists it appears in,
 so it needs no calibration between BM25 scores and cosine similarities. The keyword search runs in one
-worker thread while the query is embedded and searched in another.
+worker thread while the query is embedded and searched in another. Queries of concurrent users are embedded
+together, in one model call on the model's own thread (`MicroBatcher`): one user pays one small encode, and
+sixteen users pay one batch instead of sixteen encodes fighting over the cores.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Literal, get_args
 
@@ -14,7 +17,8 @@ import anyio
 import anyio.to_thread
 
 from ragchat.domain import Passage
-from ragchat.infra.embeddings import Embedder
+from ragchat.infra.embeddings import Embedder, InputType, Vectors
+from ragchat.infra.embeddings.batching import Encoded, MicroBatcher
 from ragchat.infra.store import ChunkStore
 from ragchat.observability import AppMetrics
 
@@ -54,6 +58,8 @@ class HybridRetriever:
         self._embedder = embedder
         self._rrf_k = rrf_k
         self._candidates = candidates
+        self._query_batcher: MicroBatcher | None = None
+        self._query_batcher_loop: asyncio.AbstractEventLoop | None = None
 
     async def search(self, query: str, *, collection: str, k: int, mode: str = "hybrid") -> list[Passage]:
         """The best `k` passages for `query` in `collection`, best first.
@@ -79,7 +85,9 @@ class HybridRetriever:
 
         async def run_vector() -> None:
             nonlocal vector_hits
-            vector_hits = await anyio.to_thread.run_sync(self._vector_search, collection, query, pool)
+            with self._metrics.stage("query_embedding"):
+                vector = await self._embed_query(query)
+            vector_hits = await anyio.to_thread.run_sync(self._store.vector_search, collection, vector, pool)
 
         async with anyio.create_task_group() as group:
             if mode in ("hybrid", "keyword"):
@@ -103,10 +111,26 @@ class HybridRetriever:
             [(chunk_id, score, ranks[0], ranks[1]) for chunk_id, score, ranks in fused[:k]]
         )
 
-    def _vector_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
-        with self._metrics.stage("query_embedding"):
-            vector = self._embedder.embed([query], input_type="query")[0]
-        return self._store.vector_search(collection, vector, k)
+    async def _embed_query(self, query: str) -> Vectors:
+        loop = asyncio.get_running_loop()
+        if self._query_batcher is None or self._query_batcher_loop is not loop:
+            # One batcher per event loop: the app runs one loop for its lifetime; a batcher left on a loop
+            # that has ended (a CLI command per loop) has no work left and is dropped.
+            self._query_batcher = MicroBatcher(self._encode, max_batch_texts=64, max_wait_s=0)
+            self._query_batcher_loop = loop
+            self._query_batcher.start()
+        encoded = await self._query_batcher.submit([query], "query")
+        vector: Vectors = encoded.vectors[0]
+        return vector
+
+    def _encode(self, texts: list[str], input_type: InputType) -> Encoded:
+        return Encoded(self._embedder.embed(texts, input_type=input_type))
+
+    async def aclose(self) -> None:
+        """Stop the query batcher (its worker task and model thread)."""
+        if self._query_batcher is not None:
+            await self._query_batcher.aclose()
+            self._query_batcher = None
 
     async def _passages(self, hits: list[tuple[str, float, int | None, int | None]]) -> list[Passage]:
         stored = await anyio.to_thread.run_sync(self._store.get_passages, [chunk_id for chunk_id, *_ in hits])

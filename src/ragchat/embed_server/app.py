@@ -19,7 +19,7 @@ from ragchat import __version__
 from ragchat.api import errors
 from ragchat.api.errors import ApiError
 from ragchat.config import Settings
-from ragchat.embed_server.batcher import BatchObserver, Encoded, MicroBatcher
+from ragchat.infra.embeddings.batching import BatchObserver, Encoded, MicroBatcher
 from ragchat.embed_server.protocol import MAX_INPUTS, EmbeddingRequest, ModelCard, ModelList
 from ragchat.infra.embeddings import Embedder, EmbeddingError, InputType, ModelNotAvailable
 from ragchat.infra.embeddings.factory import create_embedder

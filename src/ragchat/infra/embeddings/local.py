@@ -5,6 +5,7 @@ Also a `TokenCounter`: the chunker measures chunks with this model's own tokeniz
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -60,7 +61,13 @@ class SentenceTransformerEmbedder:
     def _loaded(self) -> Any:
         with self._lock:
             if self._model is None:
+                # torch's OpenMP threads spin-wait between calls by default; on a busy host that made one
+                # query ~1 s instead of ~15 ms (docs/benchmarks.md). Must be set before torch loads.
+                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bar
 
                 self._model = SentenceTransformer(
                     str(self._files.folder), device="cpu", local_files_only=True

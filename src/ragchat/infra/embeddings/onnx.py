@@ -153,6 +153,9 @@ def export_onnx(model_dir: Path, target: Path) -> None:
             "or set LOCAL_EMBEDDING_RUNTIME=torch"
         ) from None
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
     model.eval()
     accepted = inspect.signature(model.forward).parameters

@@ -5,7 +5,8 @@ can join, then encodes up to `max_batch_texts` texts in one call on the model's 
 runs, new requests queue up and form the next batch, so batches grow with load and cost ~nothing when idle.
 
 Every call of one model runs on the same dedicated thread, one at a time: the model's thread pools (torch's
-OpenMP team, ONNX Runtime's) stay bound to one caller instead of one per worker thread.
+OpenMP team, ONNX Runtime's) stay bound to one caller instead of one per worker thread. Used by the
+embedding server for its requests and by `HybridRetriever` for the queries of concurrent users.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from ragchat.infra.embeddings import InputType, Vectors
 
 @dataclass(frozen=True)
 class Encoded:
-    """One request's result: its vectors (in input order) and the token count of each input."""
+    """One request's result: its vectors (in input order) and the token count of each input (empty when the
+    encoder does not count tokens)."""
 
     vectors: Vectors
-    token_counts: list[int]
+    token_counts: list[int] = field(default_factory=list)
 
 
 EncodeFn = Callable[[list[str], InputType], Encoded]
@@ -83,7 +85,7 @@ class MicroBatcher:
         while self._pending:
             job = self._pending.popleft()
             if not job.future.done():
-                job.future.set_exception(RuntimeError("the embedding server is shutting down"))
+                job.future.set_exception(RuntimeError("the embedding model is shutting down"))
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, texts: Sequence[str], input_type: InputType) -> Encoded:
