@@ -71,7 +71,9 @@ def read_vllm_tool(out_dir: Path) -> dict[str, Any]:
     """vLLM's result JSON: its medians, and per-request TTFT and TPOT (ms) recomputed from its detail."""
     result: dict[str, Any] = json.loads((out_dir / "vllm.json").read_text())
     if "latencies" not in result:  # vLLM <= 0.26 saves per-token gaps instead of end-to-end latencies
-        result["latencies"] = [ttft + sum(itl) for ttft, itl in zip(result["ttfts"], result["itls"], strict=True)]
+        result["latencies"] = [
+            ttft + sum(itl) for ttft, itl in zip(result["ttfts"], result["itls"], strict=True)
+        ]
     ttfts = [t for t, tokens in zip(result["ttfts"], result["output_lens"], strict=True) if tokens]
     tpots = [
         (latency - ttft) / (tokens - 1)

@@ -43,7 +43,9 @@ def convert(gguf: Path, target: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("target", type=Path, help="folder to create, e.g. .models/SmolLM2-135M-Instruct")
     args = parser.parse_args()
     target: Path = args.target.resolve()

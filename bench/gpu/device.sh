@@ -65,18 +65,27 @@ fidelity)
   ;;
 app)
   site
-  export RAGCHAT_DATA_DIR=/tmp/gpu/data LOCAL_EMBEDDING_MODEL=/tmp/gpu/all-MiniLM-L6-v2 \
-    LLM_BACKEND=vllm VLLM_BASE_URL=http://127.0.0.1:8000/v1 VLLM_MODEL="$MODEL_NAME"
+  export LOCAL_EMBEDDING_MODEL=/tmp/gpu/all-MiniLM-L6-v2
+  mkdir -p /tmp/results/app
+  # Added TTFT, same final prompt through the app and direct (the bench starts its own app and store).
+  python3 bench/app_overhead.py --vllm-url http://127.0.0.1:8000/v1 --users 1 16 64 --per-user 4 --rounds 3 \
+    --passes 2 --max-tokens 64 --app-env LOCAL_EMBEDDING_MODEL="$LOCAL_EMBEDDING_MODEL" \
+    --out /tmp/results/app/app_overhead.json
+  # Per-user decode speed: --backend app vs --backend vllm on the short chat workload.
+  export RAGCHAT_DATA_DIR=/tmp/appdata LLM_BACKEND=vllm VLLM_BASE_URL=http://127.0.0.1:8000/v1 \
+    VLLM_MODEL="$MODEL_NAME"
+  python3 -m ragchat.cli.main ingest tests/data/chat_corpus
   setsid nohup python3 -m uvicorn app.main:app --host 127.0.0.1 --port 8080 > /tmp/app.log 2>&1 < /dev/null &
   wait_http http://127.0.0.1:8080/health 120 || { tail -50 /tmp/app.log; exit 1; }
   for backend in vllm app; do
-    url=http://127.0.0.1:8000/v1; [ "$backend" = app ] && url=http://127.0.0.1:8080/v1
-    python3 scripts/benchmark_inference.py --backend "$backend" --base-url "$url" --model "$MODEL_NAME" \
+    url=http://127.0.0.1:8000/v1 model=$MODEL_NAME
+    [ "$backend" = app ] && url=http://127.0.0.1:8080/v1 model=ragchat/default
+    python3 scripts/benchmark_inference.py --backend "$backend" --base-url "$url" --model "$model" \
       --metrics-url http://127.0.0.1:8000 --workloads chat --concurrency 1,16,64 --runs 64 \
       --max-tokens 128 --ignore-eos --no-prefix-experiment --no-plots --output "/tmp/results/app/$backend"
   done
-  python3 bench/app_overhead.py --help >/dev/null 2>&1 && echo "(bench/app_overhead.py present)"
-  tar czf "$OUT/app.tgz" -C /tmp/results/app . ; cp /tmp/app.log "$OUT/app.log"
+  cp /tmp/app.log /tmp/results/app/
+  tar czf "$OUT/app.tgz" -C /tmp/results/app .
   ;;
 *) sed -n 2,9p "$0"; exit 2 ;;
 esac

@@ -123,8 +123,14 @@ class Settings(BaseSettings):
                 "RAGCHAT_CHUNK_OVERLAP_TOKENS must be smaller than RAGCHAT_CHUNK_TOKENS "
                 f"(got {self.chunk_overlap_tokens} >= {self.chunk_tokens})"
             )
-        if self.llm_backend == "openai" and not self.openai_api_key and "api.openai.com" in self.openai_base_url:
-            raise ValueError("LLM_BACKEND=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a keyless server)")
+        if (
+            self.llm_backend == "openai"
+            and not self.openai_api_key
+            and "api.openai.com" in self.openai_base_url
+        ):
+            raise ValueError(
+                "LLM_BACKEND=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a keyless server)"
+            )
         return self
 
     @property

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ragchat.config import Settings
 from ragchat.embed_server.app import ServedModel, create_embed_app, prepare_models
-from ragchat.infra.embeddings.batching import Encoded, MicroBatcher
 from ragchat.infra.embeddings import InputType
+from ragchat.infra.embeddings.batching import Encoded, MicroBatcher
 from ragchat.infra.embeddings.local import SentenceTransformerEmbedder
 from ragchat.infra.embeddings.openai import OpenAIEmbedder
 from tests.support.vllm import free_port

@@ -10,8 +10,8 @@ app = typer.Typer(
     name="ragchat",
     help=(
         "Self-hosted RAG chatbot: ingest your documents, search them, and get cited answers from your own "
-        "LLM served by vLLM.\n\nConfiguration comes from environment variables (see `docs/configuration.md`), "
-        "e.g. RAGCHAT_DATA_DIR, EMBEDDING_BACKEND, LLM_BACKEND, VLLM_BASE_URL."
+        "LLM served by vLLM.\n\nConfiguration comes from environment variables (see "
+        "`docs/configuration.md`), e.g. RAGCHAT_DATA_DIR, EMBEDDING_BACKEND, LLM_BACKEND, VLLM_BASE_URL."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -19,9 +19,9 @@ from ragchat import __version__
 from ragchat.api import errors
 from ragchat.api.errors import ApiError
 from ragchat.config import Settings
-from ragchat.infra.embeddings.batching import BatchObserver, Encoded, MicroBatcher
 from ragchat.embed_server.protocol import MAX_INPUTS, EmbeddingRequest, ModelCard, ModelList
 from ragchat.infra.embeddings import Embedder, EmbeddingError, InputType, ModelNotAvailable
+from ragchat.infra.embeddings.batching import BatchObserver, Encoded, MicroBatcher
 from ragchat.infra.embeddings.factory import create_embedder
 from ragchat.infra.embeddings.model_files import ModelTokenizer, resolve_model_dir
 from ragchat.observability import CONTENT_TYPE, EmbedServerMetrics
