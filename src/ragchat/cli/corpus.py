@@ -260,10 +260,14 @@ def list_documents(
         console.print("No documents yet. Add some with: ragchat ingest PATH")
         return
     table = Table()
-    for column in ("id", "collection", "path", "chunks", "created"):
-        table.add_column(column, overflow="fold")
+    table.add_column("id", no_wrap=True)
+    table.add_column("collection")
+    table.add_column("path", overflow="fold")
+    table.add_column("chunks", justify="right")
+    table.add_column("created (UTC)", no_wrap=True)
     for record in records:
-        table.add_row(record.id, record.collection, record.path, str(record.chunk_count), record.created_at)
+        created = record.created_at[:16].replace("T", " ")
+        table.add_row(record.id, record.collection, record.path, str(record.chunk_count), created)
     console.print(table)
 
 
