@@ -63,6 +63,6 @@ ragchat is running.
   Search:       .venv/bin/ragchat search "list comprehension" --k 3
   Your files:   .venv/bin/ragchat ingest ~/my-docs --collection default
   OpenAI API:   base_url=http://localhost:$app_port/v1  (any api_key; model "ragchat/default")
-  Environment:  export $(echo "$vllm_env" | tr '\n' ' ')RAGCHAT_DATA_DIR=$RAGCHAT_DATA_DIR
+  Environment:  export $(echo "$vllm_env" | sed 's/^export //' | tr '\n' ' ')RAGCHAT_DATA_DIR=$RAGCHAT_DATA_DIR
   Stop:         scripts/quickstart.sh --stop
 MSG
