@@ -10,15 +10,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
+from tests.support.processes import wait_until_healthy
 from tests.support.vllm import REPO_ROOT, VllmServer, free_port
 
 pytestmark = pytest.mark.llm
@@ -238,16 +237,7 @@ def ragchat_app(vllm_server: VllmServer, tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp_path / "app.log").read_text()
-            assert time.monotonic() < deadline, "the app did not answer /health in 120 s"
-            time.sleep(0.5)
+        wait_until_healthy(f"http://127.0.0.1:{port}/health", process, tmp_path / "app.log", 120)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from ragchat.infra.embeddings import InputType
 from ragchat.infra.embeddings.batching import Encoded, MicroBatcher
 from ragchat.infra.embeddings.local import SentenceTransformerEmbedder
 from ragchat.infra.embeddings.openai import OpenAIEmbedder
+from tests.support.processes import wait_until_healthy
 from tests.support.vllm import free_port
 
 TEXTS = [
@@ -60,16 +60,7 @@ def running_embed_server(data_dir: Path, *args: str) -> Iterator[str]:
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, f"embed-server exited:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"embed-server never healthy:\n{log_path.read_text()[-3000:]}"
-            time.sleep(0.3)
+        wait_until_healthy(f"http://127.0.0.1:{port}/health", process, log_path, 300)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
