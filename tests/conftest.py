@@ -6,6 +6,8 @@ Real parts only: the real embedding model, a real SQLite store under tmp_path, a
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,12 @@ from ragchat.config import Settings
 from ragchat.infra.embeddings import Embedder
 
 pytest_plugins = ["tests.support.vllm"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Convert the embedding model to ONNX once per machine, not once per test's data dir (the
+    default runtime exports on first use into RAGCHAT_MODEL_CACHE_DIR; subprocesses inherit it)."""
+    os.environ.setdefault("RAGCHAT_MODEL_CACHE_DIR", str(Path(tempfile.gettempdir()) / "ragchat-test-models"))
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ async def build_services(settings: Settings) -> Services:
         batch_chunks=4 * settings.embedding_batch_size,
         metrics=metrics,
     )
-    retriever = HybridRetriever(store, embedder, rrf_k=settings.rrf_k, metrics=metrics)
+    retriever = HybridRetriever(store, embedder, vector_weight=settings.hybrid_vector_weight, metrics=metrics)
     llm = OpenAICompatibleChatModel.from_settings(settings)  # connects lazily: the LLM may start after us
 
     async def list_collections() -> list[str]:

@@ -98,9 +98,18 @@ def test_batching_does_not_change_vectors(onnx_cache: Path) -> None:
 
 
 def test_factory_follows_the_settings(tmp_path: Path) -> None:
-    onnx = create_embedder(Settings(_env_file=None, data_dir=tmp_path, local_embedding_runtime="onnx-int8"))  # type: ignore[call-arg]
-    assert isinstance(onnx, OnnxEmbedder)
-    assert onnx.model_path.is_relative_to(tmp_path / "models" / "onnx")
+    default = create_embedder(Settings(_env_file=None, data_dir=tmp_path, model_cache_dir=None))  # type: ignore[call-arg]
+    assert isinstance(default, OnnxEmbedder) and default.model_path.name == "model.onnx"
+    assert default.model_path.is_relative_to(tmp_path / "models" / "onnx")
+    shared = tmp_path / "shared-models"
+    int8_settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path, model_cache_dir=shared, local_embedding_runtime="onnx-int8"
+    )
+    onnx = create_embedder(int8_settings)
+    assert isinstance(onnx, OnnxEmbedder) and onnx.model_path.name == "model.int8.onnx"
+    assert onnx.model_path.is_relative_to(shared / "onnx")
+    torch = create_embedder(Settings(_env_file=None, data_dir=tmp_path, local_embedding_runtime="torch"))  # type: ignore[call-arg]
+    assert isinstance(torch, SentenceTransformerEmbedder)
     remote = create_embedder(Settings(_env_file=None, data_dir=tmp_path, embedding_backend="openai"))  # type: ignore[call-arg]
     assert isinstance(remote, OpenAIEmbedder)
     counter = create_token_counter(Settings(_env_file=None, data_dir=tmp_path, embedding_backend="openai"))  # type: ignore[call-arg]

@@ -1,4 +1,4 @@
-"""HybridRetriever over the real embedding model and SQLite store; reciprocal rank fusion arithmetic."""
+"""HybridRetriever over the real embedding model and SQLite store; the fusion arithmetic."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from ragchat.config import Settings
 from ragchat.core.chunking import Chunker
 from ragchat.core.ingest import IngestService
-from ragchat.core.retrieve import HybridRetriever, reciprocal_rank_fusion
+from ragchat.core.retrieve import HybridRetriever, convex_fusion
 from ragchat.infra.embeddings import Embedder
 from ragchat.infra.embeddings.factory import create_token_counter
 from ragchat.infra.loaders import load_document
@@ -40,16 +40,28 @@ def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
 
 @pytest.fixture(scope="module")
 def retriever(store: SqliteChunkStore, embedder: Embedder) -> HybridRetriever:
-    return HybridRetriever(store, embedder, rrf_k=60)
+    return HybridRetriever(store, embedder)
 
 
-def test_rrf_rewards_agreement_between_lists() -> None:
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "d"]], rrf_k=60)
-    assert [item for item, _, _ in fused] == ["b", "a", "d", "c"]
-    b_score = 1 / 62 + 1 / 61
-    assert fused[0][1] == pytest.approx(b_score)
-    assert fused[0][2] == [2, 1]
-    assert fused[2][2] == [None, 2]
+def test_convex_fusion_normalises_each_list_and_weighs_the_sides() -> None:
+    keyword = [("a", 12.0), ("b", 7.0), ("c", 2.0)]  # BM25: normalised to 1, 0.5, 0
+    vector = [("b", 0.9), ("d", 0.7), ("a", 0.5)]  # cosine: normalised to 1, 0.5, 0
+    fused = convex_fusion(keyword, vector, vector_weight=0.6)
+    assert [item for item, *_ in fused] == ["b", "a", "d", "c"]
+    assert [score for _, score, *_ in fused] == pytest.approx([0.2 + 0.6, 0.4, 0.3, 0.0])
+    assert fused[0][2:] == (2, 1)  # keyword rank, vector rank
+    assert fused[2][2:] == (None, 2)
+    assert fused[3][2:] == (3, None)
+
+
+def test_convex_fusion_weight_extremes_and_flat_lists() -> None:
+    keyword = [("k", 3.0), ("v", 1.0)]
+    vector = [("v", 0.8), ("k", 0.2)]
+    assert convex_fusion(keyword, vector, vector_weight=1.0)[0][0] == "v"
+    assert convex_fusion(keyword, vector, vector_weight=0.0)[0][0] == "k"
+    flat = convex_fusion([("x", 1.5), ("y", 1.5)], [], vector_weight=0.6)  # equal scores: all count fully
+    assert [score for _, score, *_ in flat] == pytest.approx([0.4, 0.4])
+    assert convex_fusion([], [], vector_weight=0.6) == []
 
 
 async def test_vector_mode_finds_paraphrases_keyword_mode_cannot(retriever: HybridRetriever) -> None:

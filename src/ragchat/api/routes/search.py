@@ -21,13 +21,17 @@ class SearchRequest(BaseModel):
     k: int = Field(5, ge=1, le=50, description="How many passages to return")
     collection: str | None = Field(None, description="Collection to search (default: the server's default)")
     mode: Literal["hybrid", "vector", "keyword"] = Field(
-        "hybrid", description="hybrid = BM25 and vector fused by reciprocal rank fusion"
+        "hybrid",
+        description="hybrid = BM25 and vector scores, each normalised to [0, 1] over its candidates, "
+        "combined 40/60 (RAGCHAT_HYBRID_VECTOR_WEIGHT)",
     )
 
 
 class SearchResult(BaseModel):
     rank: int
-    score: float = Field(description="hybrid: RRF score; vector: cosine similarity; keyword: BM25 score")
+    score: float = Field(
+        description="hybrid: fused score in [0, 1]; vector: cosine similarity; keyword: BM25 score"
+    )
     chunk_id: str
     document_id: str
     document: str = Field(description="Source path (or upload file name) of the document")

@@ -2,8 +2,9 @@
 
 | EMBEDDING_BACKEND | LOCAL_EMBEDDING_RUNTIME | embedder                                  |
 |-------------------|-------------------------|-------------------------------------------|
-| local             | torch (default)         | sentence-transformers on torch            |
-| local             | onnx / onnx-int8        | ONNX Runtime fp32 / int8, cached export   |
+| local             | onnx (default)          | ONNX Runtime fp32, cached export          |
+| local             | onnx-int8               | ONNX Runtime int8, cached quantization    |
+| local             | torch                   | sentence-transformers on torch            |
 | openai            | (ignored)               | OpenAI-compatible /v1/embeddings endpoint |
 
 Token counting always uses LOCAL_EMBEDDING_MODEL's tokenizer (default all-MiniLM-L6-v2, shipped as a
@@ -41,7 +42,7 @@ def create_embedder(settings: Settings) -> Embedder:
 
     return OnnxEmbedder(
         settings.local_embedding_model,
-        cache_dir=settings.data_dir / "models" / "onnx",
+        cache_dir=settings.models_dir / "onnx",
         precision="int8" if settings.local_embedding_runtime == "onnx-int8" else "fp32",
         batch_size=settings.embedding_batch_size,
     )

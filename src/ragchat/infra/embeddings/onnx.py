@@ -1,9 +1,10 @@
 """The local embedding model on ONNX Runtime: fp32, or int8 (per-channel, MatMul weights only).
 
 The first use exports the model's transformer with `torch.onnx.export` (TorchScript exporter) into
-`<RAGCHAT_DATA_DIR>/models/onnx/<model>-<fingerprint>/` and, for int8, quantizes that export; later runs
-load the cached files and need neither torch nor transformers. Encoding = the model's fast tokenizer,
-ONNX Runtime, the model's pooling (mean or CLS) and L2 normalisation, mirroring sentence-transformers.
+`<RAGCHAT_MODEL_CACHE_DIR or RAGCHAT_DATA_DIR/models>/onnx/<model>-<fingerprint>/` and, for int8,
+quantizes that export; later runs load the cached files and need neither torch nor transformers.
+Encoding = the model's fast tokenizer, ONNX Runtime, the model's pooling (mean or CLS) and L2
+normalisation, mirroring sentence-transformers.
 
 int8 choice (measured on this machine, see docs/design-choices.md): default `quantize_dynamic` loses too
 much (cosine 0.93 to torch); per-channel weights on MatMul only keeps cosine ~0.99 at ~3.6x torch speed.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import threading
 import warnings
@@ -25,6 +27,8 @@ import numpy as np
 
 from ragchat.infra.embeddings import EmbeddingError, InputType, ModelNotAvailable, Vectors
 from ragchat.infra.embeddings.model_files import ModelFiles, ModelTokenizer, resolve_model_dir
+
+logger = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "int8"]
 _OPSET = 17
@@ -42,7 +46,7 @@ class OnnxEmbedder:
         batch_size: int = 32,
         threads: int | None = None,
     ) -> None:
-        """`cache_dir` holds exported models (RAGCHAT_DATA_DIR/models/onnx); `threads` None = ORT default."""
+        """`cache_dir` holds exported models (`Settings.models_dir / "onnx"`); `threads`: None = ORT's."""
         self.model_name = model
         self._files = ModelFiles.read(resolve_model_dir(model))
         self._pooling = _pooling_mode(self._files.folder)
@@ -122,14 +126,19 @@ class OnnxEmbedder:
         if not self.model_path.is_file():
             fp32_path = self._export_dir / "model.onnx"
             if not fp32_path.is_file():
+                logger.warning("exporting %s to ONNX, once (~10 s): %s", self.model_name, fp32_path)
                 export_onnx(self._files.folder, fp32_path)
             if self._precision == "int8":
+                logger.warning("quantizing %s to int8, once: %s", self.model_name, self.model_path)
                 quantize_int8(fp32_path, self.model_path)
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self._threads:
             options.intra_op_num_threads = self._threads
+        # ORT's worker threads spin after each run by default, taking the cores the vector scan, the keyword
+        # search and the LLM server need between one query and the next.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(
             str(self.model_path), options, providers=["CPUExecutionProvider"]
         )

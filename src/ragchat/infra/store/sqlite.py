@@ -108,7 +108,7 @@ _QUERY_WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_WORDS = 32
 # A keyword query ranks the rarest query words first and stops adding words once their postings (the
 # chunks containing them) pass this many: very common words add little to BM25 but most of its cost.
-KEYWORD_POSTINGS_BUDGET = 10_000
+KEYWORD_POSTINGS_BUDGET = 20_000
 _FREQUENCY_TTL_S = 60.0
 _DOCUMENT_COLUMNS = "id, collection, path, title, content_hash, chunk_count, char_count, created_at"
 
