@@ -217,17 +217,19 @@ async def _event_stream(
         )
         return _sse(event.model_dump_json(exclude_unset=True))
 
-    yield chunk([ChunkChoice(delta=ChunkDelta(role="assistant", content=""), finish_reason=None)])
+    yield chunk([ChunkChoice(index=0, delta=ChunkDelta(role="assistant", content=""), finish_reason=None)])
     sources: tuple[Source, ...] = ()
     try:
         async with aclosing(_services(request).chat.generate(prepared)) as events:
             async for event in events:
                 if isinstance(event, DeltaEvent):
-                    yield chunk([ChunkChoice(delta=ChunkDelta(content=event.text), finish_reason=None)])
+                    yield chunk(
+                        [ChunkChoice(index=0, delta=ChunkDelta(content=event.text), finish_reason=None)]
+                    )
                 elif isinstance(event, SourcesEvent):
                     sources = event.sources
                 elif isinstance(event, DoneEvent):
-                    yield chunk([ChunkChoice(delta=ChunkDelta(), finish_reason=event.finish_reason)])
+                    yield chunk([ChunkChoice(index=0, delta=ChunkDelta(), finish_reason=event.finish_reason)])
                     final: dict[str, object] = {"sources": [SourceOut.of(s) for s in sources]}
                     if include_usage and event.usage is not None:
                         final["usage"] = Usage.of(event.usage)

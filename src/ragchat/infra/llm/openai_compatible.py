@@ -1,24 +1,25 @@
 """`ChatModel` for any OpenAI-compatible server: vLLM (LLM_BACKEND=vllm, the default) or OpenAI.
 
-Streaming goes through the official `openai` client. vLLM specifics: the model is VLLM_MODEL or the first
-one `/v1/models` lists, `max_model_len` comes from the same listing, tokens are counted exactly (see
-`token_counting`), and connection failures are not retried (a local server that refuses a connection
-will refuse the retry too; the user hears about it at once). OpenAI: OPENAI_MODEL, a context length of
-`UNKNOWN_CONTEXT_TOKENS` unless the server reports `max_model_len`, byte-bound token estimates, and the
-client's usual two retries.
+Requests go out on one `httpx` client; streamed events are parsed here with `json.loads` (the official
+`openai` client's typed chunks cost 5x the CPU per token: `bench/relay_cost.py`). vLLM specifics: the
+model is VLLM_MODEL or the first one `/v1/models` lists, `max_model_len` comes from the same listing,
+tokens are counted exactly (see `token_counting`), and failed requests are not retried (a local server
+that refuses a connection will refuse the retry too; the user hears about it at once). OpenAI:
+OPENAI_MODEL, a context length of `UNKNOWN_CONTEXT_TOKENS` unless the server reports `max_model_len`,
+byte-bound token estimates, and two retries (after 0.5 s, then 1 s) of a request that could not connect
+or got 408/409/429/5xx, as the official client does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
-from typing import Any, Literal, cast
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 import anyio
 import httpx
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
 
 from ragchat.config import Settings
 from ragchat.infra.llm import (
@@ -40,12 +41,15 @@ from ragchat.infra.llm.token_counting import (
     calibrate_local_counter,
     checked_json,
     describe_transport_error,
+    server_message,
 )
 
 Backend = Literal["vllm", "openai"]
 
 UNKNOWN_CONTEXT_TOKENS = 16_384
 """Context length assumed when the backend does not report one (current OpenAI chat models take more)."""
+
+_RETRIED_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class OpenAICompatibleChatModel:
@@ -65,14 +69,9 @@ class OpenAICompatibleChatModel:
         self.base_url = base_url.rstrip("/")
         self._configured_model = model
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-        self._client = AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=api_key or "not-needed",
-            timeout=openai.Timeout(read_timeout_s, connect=connect_timeout_s),
-            max_retries=0 if backend == "vllm" else 2,
-        )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(timeout=timeout, headers=headers)
+        self._retries = 0 if backend == "vllm" else 2
         self._info: ModelInfo | None = None
         self._counter: TokenCounter | None = None
         self._info_lock = asyncio.Lock()
@@ -125,41 +124,93 @@ class OpenAICompatibleChatModel:
     ) -> AsyncGenerator[ChatDelta, None]:
         info = await self.model_info()
         payload = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            upstream = await self._client.chat.completions.create(
-                model=info.model,
-                messages=cast("list[ChatCompletionMessageParam]", payload),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        except openai.OpenAIError as exc:
-            raise self._translate(exc, started=False) from None
+        body = {
+            "model": info.model,
+            "messages": payload,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         finish_reason: str | None = None
         usage: TokenUsage | None = None
-        try:
-            async for chunk in upstream:
-                if chunk.usage is not None:
-                    usage = _usage(chunk.usage)
-                for choice in chunk.choices:
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-                    if choice.delta.content:
-                        yield ChatDelta(choice.delta.content)
-        except openai.OpenAIError as exc:
-            raise self._translate(exc, started=True) from None
-        finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.close()
+        async with self._completion_stream(body) as response:
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, other SSE fields
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    event = _event(data)
+                    for choice in event.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield ChatDelta(text)
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
+                    if event.get("usage"):
+                        usage = _usage(event["usage"])
+            except httpx.TimeoutException:
+                self._forget_model()
+                raise LLMTimeout(
+                    f"the LLM server at {self.base_url} sent nothing for too long (LLM_READ_TIMEOUT_S)"
+                ) from None
+            except httpx.TransportError as exc:
+                self._forget_model()
+                cause = describe_transport_error(exc)
+                raise LLMStreamBroken(
+                    f"the LLM server at {self.base_url} dropped the answer midway: {cause}"
+                ) from None
+            except LLMStreamBroken:
+                self._forget_model()
+                raise
         if finish_reason is None:
             self._forget_model()
             raise LLMStreamBroken("the LLM stream ended before the answer was complete")
         yield ChatDelta("", finish_reason=finish_reason, usage=usage)
 
     async def aclose(self) -> None:
-        await self._client.close()
         await self._http.aclose()
+
+    @asynccontextmanager
+    async def _completion_stream(self, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """The streaming response of POST /chat/completions, status checked; closed on exit, also when
+        the caller is cancelled (which is what stops vLLM generating for a client that went away)."""
+        url = f"{self.base_url}/chat/completions"
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.send(
+                    self._http.build_request("POST", url, json=body), stream=True
+                )
+            except httpx.TimeoutException:
+                self._forget_model()
+                raise LLMTimeout(f"the LLM server at {self.base_url} did not answer in time") from None
+            except httpx.TransportError as exc:
+                if attempt < self._retries:
+                    attempt += 1
+                    await anyio.sleep(0.5 * attempt)
+                    continue
+                self._forget_model()
+                raise LLMUnavailable(
+                    f"cannot reach the LLM server at {self.base_url}: {describe_transport_error(exc)} "
+                    f"({self._hint()})"
+                ) from None
+            if response.status_code in _RETRIED_STATUSES and attempt < self._retries:
+                await response.aclose()
+                attempt += 1
+                await anyio.sleep(0.5 * attempt)
+                continue
+            break
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise self._status_error(response)
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
     async def _discover(self) -> tuple[ModelInfo, TokenCounter]:
         if self.backend == "vllm":
@@ -223,45 +274,39 @@ class OpenAICompatibleChatModel:
         self._info = None
         self._counter = None
 
-    def _translate(self, exc: openai.OpenAIError, *, started: bool) -> LLMError:
-        if isinstance(exc, openai.APITimeoutError):
+    def _status_error(self, response: httpx.Response) -> LLMError:
+        message = server_message(response)
+        if response.status_code == 404:
             self._forget_model()
-            return LLMTimeout(
-                f"the LLM server at {self.base_url} sent nothing for too long (LLM_READ_TIMEOUT_S)"
+            return LLMModelNotFound(f"the LLM server at {self.base_url} answered 404: {message}")
+        if response.status_code >= 500:
+            self._forget_model()
+            return LLMUnavailable(
+                f"the LLM server at {self.base_url} failed ({response.status_code}): {message}"
             )
-        if isinstance(exc, openai.APIConnectionError):
-            self._forget_model()
-            cause = str(exc.__cause__ or "").strip() or exc.message
-            if started:
-                return LLMStreamBroken(
-                    f"the LLM server at {self.base_url} dropped the answer midway: {cause}"
-                )
-            return LLMUnavailable(f"cannot reach the LLM server at {self.base_url}: {cause} ({self._hint()})")
-        if isinstance(exc, openai.NotFoundError):
-            self._forget_model()
-            return LLMModelNotFound(f"the LLM server at {self.base_url} answered 404: {exc.message}")
-        if isinstance(exc, openai.APIStatusError):
-            if exc.status_code >= 500:
-                self._forget_model()
-                return LLMUnavailable(
-                    f"the LLM server at {self.base_url} failed ({exc.status_code}): {exc.message}"
-                )
-            return LLMRequestRejected(
-                f"the LLM server refused the request ({exc.status_code}): {exc.message}"
-            )
-        if isinstance(exc, openai.APIError) and started:
-            self._forget_model()
-            return LLMStreamBroken(
-                f"the LLM server reported an error midway through the answer: {exc.message}"
-            )
-        return LLMUnavailable(f"LLM request failed: {exc}")
+        return LLMRequestRejected(f"the LLM server refused the request ({response.status_code}): {message}")
 
 
-def _usage(usage: Any) -> TokenUsage:
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
+def _event(data: str) -> dict[str, Any]:
+    """One streamed chunk, parsed; an error event (or garbage) raises `LLMStreamBroken`."""
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError:
+        raise LLMStreamBroken(f"the LLM server sent a malformed stream event: {data[:120]!r}") from None
+    if not isinstance(event, dict):
+        raise LLMStreamBroken(f"the LLM server sent a malformed stream event: {data[:120]!r}")
+    if "error" in event:
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise LLMStreamBroken(f"the LLM server reported an error midway through the answer: {message}")
+    return event
+
+
+def _usage(usage: dict[str, Any]) -> TokenUsage:
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens")
     return TokenUsage(
-        prompt_tokens=int(usage.prompt_tokens or 0),
-        completion_tokens=int(usage.completion_tokens or 0),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_prompt_tokens=int(cached) if cached is not None else None,
     )

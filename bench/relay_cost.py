@@ -1,0 +1,137 @@
+"""CPU cost of relaying one streamed token: ragchat's LLM client vs the `openai` client's typed stream.
+
+    .venv/bin/python bench/relay_cost.py [--tokens 256] [--streams 40]
+
+At GPU token rates the app relays thousands of tokens per second in one Python process, so the CPU spent
+per token decides how many users one process can serve without slowing their decode. An upstream that
+sends vLLM-shaped chunks as fast as it can (a scripted server in its own process: vLLM itself would add
+its own CPU and pacing) is read, in alternating rounds, by
+- `openai typed`: `AsyncOpenAI.chat.completions.create(stream=True)` iterated chunk by chunk (what
+  ragchat did before 2026-11-26);
+- `ragchat`: `OpenAICompatibleChatModel.stream()`, the app's client (an `httpx` stream whose events are
+  parsed with `json.loads`);
+and this process's CPU time per token is reported (median over rounds), with the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from openai import AsyncOpenAI
+
+from ragchat.infra.llm import ChatMessage
+from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
+
+UPSTREAM = r"""
+import asyncio, json, sys
+TOKENS = int(sys.argv[2])
+def event(payload):
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+CHUNK = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+TOKEN = event({**CHUNK, "choices": [{"index": 0, "delta": {"content": " word"}, "logprobs": None,
+                                     "finish_reason": None}]})
+LAST = event({**CHUNK, "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None,
+                                    "finish_reason": "length", "stop_reason": None}]})
+USAGE = event({**CHUNK, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": TOKENS,
+                                                 "total_tokens": TOKENS + 10}})
+MODELS = json.dumps({"object": "list",
+                     "data": [{"id": "m", "object": "model", "max_model_len": 4096}]}).encode()
+async def handle(reader, writer):
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        if head.startswith(b"GET /v1/models"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                         + str(len(MODELS)).encode() + b"\r\n\r\n" + MODELS)
+        else:
+            body = TOKEN * TOKENS + LAST + USAGE + b"data: [DONE]\n\n"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: "
+                         + str(len(body)).encode() + b"\r\n\r\n")
+            for start in range(0, len(body), 4096):
+                writer.write(body[start:start + 4096])
+                await writer.drain()
+        await writer.drain()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+async def typed_stream(client: AsyncOpenAI) -> int:
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "q"}], max_tokens=10, stream=True
+    )
+    tokens = 0
+    async for chunk in stream:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                tokens += 1
+    return tokens
+
+
+async def ragchat_stream(model: OpenAICompatibleChatModel) -> int:
+    tokens = 0
+    async for delta in model.stream([ChatMessage("user", "q")], max_tokens=10, temperature=0):
+        if delta.text:
+            tokens += 1
+    return tokens
+
+
+async def measure(port: int, streams: int, rounds: int) -> dict[str, list[float]]:
+    base_url = f"http://127.0.0.1:{port}/v1"
+    client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    model = OpenAICompatibleChatModel(
+        backend="vllm", base_url=base_url, api_key=None, model=None, connect_timeout_s=5, read_timeout_s=30
+    )
+    paths = {"openai typed": lambda: typed_stream(client), "ragchat": lambda: ragchat_stream(model)}
+    for run in paths.values():  # warm up: connections, imports, model discovery
+        await run()
+    per_token: dict[str, list[float]] = {name: [] for name in paths}
+    for round_index in range(rounds):
+        order = list(paths) if round_index % 2 == 0 else list(reversed(paths))
+        for name in order:
+            cpu = time.process_time()
+            tokens = sum([await paths[name]() for _ in range(streams)])
+            per_token[name].append((time.process_time() - cpu) / tokens * 1e6)
+    await client.close()
+    await model.aclose()
+    return per_token
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tokens", type=int, default=256, help="tokens per streamed answer")
+    parser.add_argument("--streams", type=int, default=40, help="answers per round and path")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--port", type=int, default=18931)
+    args = parser.parse_args()
+    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(args.port), str(args.tokens)])
+    try:
+        time.sleep(1.0)
+        per_token = asyncio.run(measure(args.port, args.streams, args.rounds))
+    finally:
+        upstream.terminate()
+        upstream.wait()
+    medians = {name: statistics.median(values) for name, values in per_token.items()}
+    print(json.dumps({"per_token_cpu_us": per_token, "medians_us": medians}))
+    print(f"\n| client | CPU per token, median of {args.rounds} rounds | vs openai typed |\n|---|---:|---:|")
+    for name, value in medians.items():
+        print(f"| {name} | {value:.1f} us | {value / medians['openai typed']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
