@@ -183,6 +183,7 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
     listed = (await client.get("/api/documents")).json()["documents"]
     assert health["documents"] == len(listed)
     assert set(health["llm"]) == {"backend", "model", "reachable"}
+    assert health["llm"]["reachable"] is None  # no request has gone to the LLM yet
 
     spec = (await client.get("/openapi.json")).json()
     paths = spec["paths"]

@@ -206,7 +206,8 @@ async def test_llm_down_is_a_503_or_an_sse_error_event(tmp_path: Path) -> None:
             events = [line[6:] for line in raw.text.splitlines() if line.startswith("data: ")]
             assert events[-1] == "[DONE]"
             assert json.loads(events[-2])["error"]["code"] == "llm_unavailable"
-            assert (await http.get(f"{url}/health")).status_code == 200
+            health = await http.get(f"{url}/health")
+            assert health.status_code == 200 and health.json()["llm"]["reachable"] is False
 
 
 async def test_vllm_killed_mid_stream_gives_an_error_event_then_recovers(
@@ -228,7 +229,8 @@ async def test_vllm_killed_mid_stream_gives_an_error_event_then_recovers(
     assert broken.value.body["code"] == "llm_stream_broken", broken.value.body  # type: ignore[index]
 
     async with httpx.AsyncClient(timeout=60) as http:
-        assert (await http.get(f"{app_url}/health")).status_code == 200
+        health = await http.get(f"{app_url}/health")
+        assert health.status_code == 200 and health.json()["llm"]["reachable"] is False
     with pytest.raises(openai.InternalServerError) as down:
         await client.chat.completions.create(model="ragchat", messages=[{"role": "user", "content": "Hi"}])
     assert down.value.status_code == 503
@@ -238,3 +240,5 @@ async def test_vllm_killed_mid_stream_gives_an_error_event_then_recovers(
         model="ragchat", messages=[{"role": "user", "content": "How do I start a thread?"}], max_tokens=16
     )
     assert completion.choices[0].message.content
+    async with httpx.AsyncClient(timeout=60) as http:
+        assert (await http.get(f"{app_url}/health")).json()["llm"]["reachable"] is True

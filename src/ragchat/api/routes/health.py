@@ -15,7 +15,9 @@ router = APIRouter(tags=["health"])
 class LlmHealth(BaseModel):
     backend: str
     model: str | None
-    reachable: bool | None = Field(description="Whether the LLM answered lately; null when not checked")
+    reachable: bool | None = Field(
+        description="Whether the LLM answered the app's last request to it; null before the first"
+    )
 
 
 class Health(BaseModel):
@@ -34,5 +36,5 @@ async def health(services: ServicesDep) -> Health:
         status="ok",
         version=__version__,
         documents=documents,
-        llm=LlmHealth(backend=settings.llm_backend, model=model, reachable=None),
+        llm=LlmHealth(backend=settings.llm_backend, model=model, reachable=services.llm.reachable),
     )

@@ -106,6 +106,9 @@ class LLMStreamBroken(LLMError):
 class ChatModel(Protocol):
     """A chat model served over the network."""
 
+    reachable: bool | None
+    """Whether the backend answered the last request sent to it (None until one is sent)."""
+
     async def model_info(self) -> ModelInfo:
         """The served model's name and context length (asked once, then cached until the backend fails)."""
         ...

@@ -72,6 +72,7 @@ class OpenAICompatibleChatModel:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(timeout=timeout, headers=headers)
         self._retries = 0 if backend == "vllm" else 2
+        self.reachable: bool | None = None
         self._info: ModelInfo | None = None
         self._counter: TokenCounter | None = None
         self._info_lock = asyncio.Lock()
@@ -153,11 +154,13 @@ class OpenAICompatibleChatModel:
                         usage = _usage(event["usage"])
             except httpx.TimeoutException:
                 self._forget_model()
+                self.reachable = False
                 raise LLMTimeout(
                     f"the LLM server at {self.base_url} sent nothing for too long (LLM_READ_TIMEOUT_S)"
                 ) from None
             except httpx.TransportError as exc:
                 self._forget_model()
+                self.reachable = False
                 cause = describe_transport_error(exc)
                 raise LLMStreamBroken(
                     f"the LLM server at {self.base_url} dropped the answer midway: {cause}"
@@ -186,6 +189,7 @@ class OpenAICompatibleChatModel:
                 )
             except httpx.TimeoutException:
                 self._forget_model()
+                self.reachable = False
                 raise LLMTimeout(f"the LLM server at {self.base_url} did not answer in time") from None
             except httpx.TransportError as exc:
                 if attempt < self._retries:
@@ -193,10 +197,12 @@ class OpenAICompatibleChatModel:
                     await anyio.sleep(0.5 * attempt)
                     continue
                 self._forget_model()
+                self.reachable = False
                 raise LLMUnavailable(
                     f"cannot reach the LLM server at {self.base_url}: {describe_transport_error(exc)} "
                     f"({self._hint()})"
                 ) from None
+            self.reachable = True
             if response.status_code in _RETRIED_STATUSES and attempt < self._retries:
                 await response.aclose()
                 attempt += 1
@@ -252,12 +258,15 @@ class OpenAICompatibleChatModel:
         try:
             response = await self._http.get(url)
         except httpx.TimeoutException:
+            self.reachable = False
             raise LLMTimeout(f"the LLM server at {self.base_url} did not answer in time") from None
         except httpx.TransportError as exc:
+            self.reachable = False
             raise LLMUnavailable(
                 f"cannot reach the LLM server at {self.base_url}: {describe_transport_error(exc)} "
                 f"({self._hint()})"
             ) from None
+        self.reachable = True
         if response.status_code == 404 and self.backend == "openai":
             raise LLMModelNotFound(
                 f"{self.base_url} does not serve the model {self._configured_model!r}: check OPENAI_MODEL"
