@@ -106,8 +106,8 @@ def main() -> None:
         )
         for row in measured:
             print(json.dumps(row), flush=True)
-        # vector-only and keyword-only do not depend on the weight: show them once
-        rows += [row for row in measured if row["mode"] == "hybrid" or not rows]
+        first_weight = not rows  # vector-only and keyword-only do not depend on the weight: show them once
+        rows += [row for row in measured if first_weight or row["mode"] == "hybrid"]
     print(f"\n| questions | runtime | mode | hit@{args.k} | MRR@{args.k} |\n|---|---|---|---:|---:|")
     for row in sorted(rows, key=lambda r: (str(r["questions_file"]), SEARCH_MODES.index(str(r["mode"])))):
         mode = f"hybrid, vector weight {row['vector_weight']}" if row["mode"] == "hybrid" else row["mode"]
