@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ragchat.config import Settings
+from ragchat.container import open_store
 from ragchat.domain import ChunkDraft
 from ragchat.infra.store import StoreError
 from ragchat.infra.store.sqlite import SqliteChunkStore, query_words
@@ -258,7 +260,9 @@ def test_query_words_are_distinct_lowercase_words() -> None:
 
 
 def test_keyword_search_skips_the_commonest_words_past_the_budget(tmp_path: Path) -> None:
-    store = SqliteChunkStore(tmp_path / "ragchat.sqlite3", keyword_postings_budget=3)
+    settings = Settings(_env_file=None, data_dir=tmp_path, keyword_postings_budget=3)  # type: ignore[call-arg]
+    store = open_store(settings)  # RAGCHAT_KEYWORD_POSTINGS_BUDGET reaches the store
+    assert isinstance(store, SqliteChunkStore)
     rare = put(store, "rare.txt", "the common words and one zeppelin", [axis(0)])
     for i in range(3):
         put(store, f"common{i}.txt", f"the common words number {i}", [axis(1)])
