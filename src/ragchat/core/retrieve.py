@@ -5,12 +5,14 @@ Each list's scores are min-max normalised over its candidates, then a chunk scor
 adds 0). Unlike reciprocal rank fusion, this keeps how far apart the candidates of each list are: a keyword
 list where one chunk holds the rare identifier and the rest barely match moves that chunk up, a flat one
 hardly changes the vector order. Bruch et al. (2023, "An Analysis of Fusion Functions for Hybrid
-Retrieval") found it better than RRF and tunable with few queries; on our question sets it is the only
-fusion tried that beats vector-only search on both the set it was chosen on and a held-out one
-(docs/benchmarks.md, "Retrieval quality"). The keyword search runs in one
-worker thread while the query is embedded and searched in another. Queries of concurrent users are embedded
-together, in one model call on the model's own thread (`MicroBatcher`): one user pays one small encode, and
-sixteen users pay one batch instead of sixteen encodes fighting over the cores.
+Retrieval") found it better than RRF and tunable with few queries; on our question sets it beats vector-only
+search on both the set it was chosen on and a held-out one, which no RRF setting did (docs/benchmarks.md,
+"Retrieval quality").
+
+The keyword search runs in one worker thread while the query is embedded and searched in another. Queries
+of concurrent users are embedded together, in one model call on the model's own thread (`MicroBatcher`):
+one user pays one small encode, and sixteen users pay one batch instead of sixteen encodes fighting over
+the cores.
 """
 
 from __future__ import annotations
