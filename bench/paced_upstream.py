@@ -74,48 +74,27 @@ class PacedUpstream:
         )
         start = asyncio.get_running_loop().time()
 
-        def chunk(payload: object) -> bytes:  # one SSE event in one HTTP chunk
-            data = (
-                b"data: "
-                + (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
-                + b"\n\n"
-            )
+        def chunk(payload: bytes) -> bytes:  # one SSE event in one HTTP chunk
+            data = b"data: " + payload + b"\n\n"
             return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+        def event(**fields: object) -> bytes:
+            head = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": MODEL}
+            return chunk(json.dumps({**head, **fields}).encode())
 
         for index in range(count):
             due = start + self.ttft_s + index * self.tpot_s
             await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
             delta = {"role": "assistant", "content": " word"} if index == 0 else {"content": " word"}
             finish = "length" if index == count - 1 else None
-            writer.write(
-                chunk(
-                    {
-                        "id": "x",
-                        "object": "chat.completion.chunk",
-                        "created": 0,
-                        "model": MODEL,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                    }
-                )
-            )
+            writer.write(event(choices=[{"index": 0, "delta": delta, "finish_reason": finish}]))
             await writer.drain()
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": count,
             "total_tokens": prompt_tokens + count,
         }
-        writer.write(
-            chunk(
-                {
-                    "id": "x",
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": MODEL,
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
-        )
+        writer.write(event(choices=[], usage=usage))
         writer.write(chunk(b"[DONE]") + b"0\r\n\r\n")
         await writer.drain()
 

@@ -4,8 +4,8 @@
 
 At GPU token rates the app relays thousands of tokens per second in one Python process, so the CPU spent
 per token decides how many users one process can serve without slowing their decode. An upstream that
-sends vLLM-shaped chunks as fast as it can (a scripted server in its own process: vLLM itself would add
-its own CPU and pacing) is read, in alternating rounds, by
+sends vLLM-shaped chunks as fast as it can (`paced_upstream.py` without pacing, in its own process: vLLM
+itself would add its own CPU and pacing) is read, in alternating rounds, by
 - `openai typed`: `AsyncOpenAI.chat.completions.create(stream=True)` iterated chunk by chunk (what
   ragchat did before 2026-11-26);
 - `ragchat`: `OpenAICompatibleChatModel.stream()`, the app's client (an `httpx` stream whose events are
@@ -22,56 +22,20 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from openai import AsyncOpenAI
 
 from ragchat.infra.llm import ChatMessage
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
 
-UPSTREAM = r"""
-import asyncio, json, sys
-TOKENS = int(sys.argv[2])
-def event(payload):
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-CHUNK = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-TOKEN = event({**CHUNK, "choices": [{"index": 0, "delta": {"content": " word"}, "logprobs": None,
-                                     "finish_reason": None}]})
-LAST = event({**CHUNK, "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None,
-                                    "finish_reason": "length", "stop_reason": None}]})
-USAGE = event({**CHUNK, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": TOKENS,
-                                                 "total_tokens": TOKENS + 10}})
-MODELS = json.dumps({"object": "list",
-                     "data": [{"id": "m", "object": "model", "max_model_len": 4096}]}).encode()
-async def handle(reader, writer):
-    while True:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
-        if head.startswith(b"GET /v1/models"):
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                         + str(len(MODELS)).encode() + b"\r\n\r\n" + MODELS)
-        else:
-            body = TOKEN * TOKENS + LAST + USAGE + b"data: [DONE]\n\n"
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: "
-                         + str(len(body)).encode() + b"\r\n\r\n")
-            for start in range(0, len(body), 4096):
-                writer.write(body[start:start + 4096])
-                await writer.drain()
-        await writer.drain()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
+UPSTREAM = Path(__file__).with_name("paced_upstream.py")
 
 
-async def typed_stream(client: AsyncOpenAI) -> int:
+async def typed_stream(client: AsyncOpenAI, max_tokens: int) -> int:
     stream = await client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "q"}], max_tokens=10, stream=True
+        model="paced", messages=[{"role": "user", "content": "q"}], max_tokens=max_tokens, stream=True
     )
     tokens = 0
     async for chunk in stream:
@@ -81,21 +45,24 @@ async def typed_stream(client: AsyncOpenAI) -> int:
     return tokens
 
 
-async def ragchat_stream(model: OpenAICompatibleChatModel) -> int:
+async def ragchat_stream(model: OpenAICompatibleChatModel, max_tokens: int) -> int:
     tokens = 0
-    async for delta in model.stream([ChatMessage("user", "q")], max_tokens=10, temperature=0):
+    async for delta in model.stream([ChatMessage("user", "q")], max_tokens=max_tokens, temperature=0):
         if delta.text:
             tokens += 1
     return tokens
 
 
-async def measure(port: int, streams: int, rounds: int) -> dict[str, list[float]]:
+async def measure(port: int, tokens: int, streams: int, rounds: int) -> dict[str, list[float]]:
     base_url = f"http://127.0.0.1:{port}/v1"
     client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
     model = OpenAICompatibleChatModel(
         backend="vllm", base_url=base_url, api_key=None, model=None, connect_timeout_s=5, read_timeout_s=30
     )
-    paths = {"openai typed": lambda: typed_stream(client), "ragchat": lambda: ragchat_stream(model)}
+    paths: dict[str, Callable[[], Awaitable[int]]] = {
+        "openai typed": lambda: typed_stream(client, tokens),
+        "ragchat": lambda: ragchat_stream(model, tokens),
+    }
     for run in paths.values():  # warm up: connections, imports, model discovery
         await run()
     per_token: dict[str, list[float]] = {name: [] for name in paths}
@@ -103,8 +70,8 @@ async def measure(port: int, streams: int, rounds: int) -> dict[str, list[float]
         order = list(paths) if round_index % 2 == 0 else list(reversed(paths))
         for name in order:
             cpu = time.process_time()
-            tokens = sum([await paths[name]() for _ in range(streams)])
-            per_token[name].append((time.process_time() - cpu) / tokens * 1e6)
+            relayed = sum([await paths[name]() for _ in range(streams)])
+            per_token[name].append((time.process_time() - cpu) / relayed * 1e6)
     await client.close()
     await model.aclose()
     return per_token
@@ -119,10 +86,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--port", type=int, default=18931)
     args = parser.parse_args()
-    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(args.port), str(args.tokens)])
+    upstream = subprocess.Popen(
+        [sys.executable, str(UPSTREAM), "--port", str(args.port), "--ttft-ms", "0", "--tpot-ms", "0"]
+    )
     try:
         time.sleep(1.0)
-        per_token = asyncio.run(measure(args.port, args.streams, args.rounds))
+        per_token = asyncio.run(measure(args.port, args.tokens, args.streams, args.rounds))
     finally:
         upstream.terminate()
         upstream.wait()

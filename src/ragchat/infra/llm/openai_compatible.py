@@ -1,7 +1,7 @@
 """`ChatModel` for any OpenAI-compatible server: vLLM (LLM_BACKEND=vllm, the default) or OpenAI.
 
 Requests go out on one `httpx` client; streamed events are parsed here with `json.loads` (the official
-`openai` client's typed chunks cost 5x the CPU per token: `bench/relay_cost.py`). vLLM specifics: the
+`openai` client's typed chunks cost ~4x the CPU per token: `bench/relay_cost.py`). vLLM specifics: the
 model is VLLM_MODEL or the first one `/v1/models` lists, `max_model_len` comes from the same listing,
 tokens are counted exactly (see `token_counting`), and failed requests are not retried (a local server
 that refuses a connection will refuse the retry too; the user hears about it at once). OpenAI:
