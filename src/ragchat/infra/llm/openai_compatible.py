@@ -187,21 +187,12 @@ class OpenAICompatibleChatModel:
                 response = await self._http.send(
                     self._http.build_request("POST", url, json=body), stream=True
                 )
-            except httpx.TimeoutException:
-                self._forget_model()
-                self.reachable = False
-                raise LLMTimeout(f"the LLM server at {self.base_url} did not answer in time") from None
             except httpx.TransportError as exc:
-                if attempt < self._retries:
+                if attempt < self._retries and not isinstance(exc, httpx.TimeoutException):
                     attempt += 1
                     await anyio.sleep(0.5 * attempt)
                     continue
-                self._forget_model()
-                self.reachable = False
-                raise LLMUnavailable(
-                    f"cannot reach the LLM server at {self.base_url}: {describe_transport_error(exc)} "
-                    f"({self._hint()})"
-                ) from None
+                raise self._no_answer(exc) from None
             self.reachable = True
             if response.status_code in _RETRIED_STATUSES and attempt < self._retries:
                 await response.aclose()
@@ -257,21 +248,23 @@ class OpenAICompatibleChatModel:
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
             response = await self._http.get(url)
-        except httpx.TimeoutException:
-            self.reachable = False
-            raise LLMTimeout(f"the LLM server at {self.base_url} did not answer in time") from None
         except httpx.TransportError as exc:
-            self.reachable = False
-            raise LLMUnavailable(
-                f"cannot reach the LLM server at {self.base_url}: {describe_transport_error(exc)} "
-                f"({self._hint()})"
-            ) from None
+            raise self._no_answer(exc) from None
         self.reachable = True
         if response.status_code == 404 and self.backend == "openai":
             raise LLMModelNotFound(
                 f"{self.base_url} does not serve the model {self._configured_model!r}: check OPENAI_MODEL"
             )
         return checked_json(response)
+
+    def _no_answer(self, exc: httpx.TransportError) -> LLMError:
+        """The error for a request that got no answer at all (timeout or connection failure)."""
+        self._forget_model()
+        self.reachable = False
+        if isinstance(exc, httpx.TimeoutException):
+            return LLMTimeout(f"the LLM server at {self.base_url} did not answer in time")
+        cause = describe_transport_error(exc)
+        return LLMUnavailable(f"cannot reach the LLM server at {self.base_url}: {cause} ({self._hint()})")
 
     def _hint(self) -> str:
         if self.backend == "vllm":
