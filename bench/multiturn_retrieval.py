@@ -11,7 +11,7 @@ real store and hybrid retrieval:
 - `llm-condensed`: the LLM rewrites the follow-up as a standalone question (the usual "condense" step),
   here with the served model (SmolLM2-135M-Instruct on the CPU default);
 - `ragchat`: what ragchat does (`retrieve_for_conversation`): reciprocal rank fusion of the `question`
-  and `last-3-questions` results.
+  and `last-3-questions` results, each 2k deep.
 
 Run (vLLM serving at VLLM_BASE_URL, e.g. the dev server):
 

@@ -5,7 +5,7 @@
         --vector-weight 0.5,0.6,0.7
 
 Two question sets (both by default): `questions/python_docs.jsonl` (46 questions; the hybrid fusion's vector
-weight and keyword budget were chosen on it) and `questions/python_docs_heldout.jsonl` (40 questions,
+weight was chosen on it) and `questions/python_docs_heldout.jsonl` (40 questions,
 written afterwards from the pages alone, never used to choose anything): a setting that only fits the
 first set shows up as a drop on the second.
 

@@ -99,13 +99,6 @@ class Settings(BaseSettings):
         le=1,
         description="The vector side's share of a hybrid search score (the keyword side gets the rest).",
     )
-    keyword_postings_budget: int = Field(
-        20_000,
-        validation_alias="RAGCHAT_KEYWORD_POSTINGS_BUDGET",
-        ge=1,
-        description="Keyword search scores the query's rarest words first and stops adding words once the "
-        "chunks containing them pass this many: lower is faster on large collections, higher finds more.",
-    )
 
     # --- LLM ---------------------------------------------------------------------------------------
     llm_backend: Literal["vllm", "openai"] = Field("vllm", validation_alias="LLM_BACKEND")

@@ -47,7 +47,7 @@ class Services:
 
 def open_store(settings: Settings) -> ChunkStore:
     """The document store under RAGCHAT_DATA_DIR (created on first use). Blocking: call from a thread."""
-    return SqliteChunkStore(settings.database_path, keyword_postings_budget=settings.keyword_postings_budget)
+    return SqliteChunkStore(settings.database_path)
 
 
 def _load_embedding_model(settings: Settings, store: ChunkStore) -> tuple[Embedder, Chunker]:

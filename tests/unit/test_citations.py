@@ -1,8 +1,8 @@
-"""Citations parsed from an answer, and which passages become sources."""
+"""Citations parsed from an answer, which passages become sources, and how follow-ups are retrieved."""
 
 from __future__ import annotations
 
-from ragchat.core.chat import cited_numbers, retrieval_query, select_sources
+from ragchat.core.chat import cited_numbers, retrieval_query, retrieve_for_conversation, select_sources
 from ragchat.domain import Passage
 from ragchat.infra.llm import ChatMessage
 
@@ -52,3 +52,31 @@ def test_retrieval_query_is_the_question_after_the_two_previous_user_messages() 
     ]
     assert retrieval_query(turns) == "two?\nthree?\nand that?"
     assert retrieval_query(turns[:1]) == "one?"
+
+
+class ScriptedRetriever:
+    """Rankings by query, as a search would return them (for the fusion logic alone)."""
+
+    def __init__(self, rankings: dict[str, list[str]]) -> None:
+        self.rankings = rankings
+
+    async def search(self, query: str, *, collection: str, k: int, mode: str = "hybrid") -> list[Passage]:
+        ids = self.rankings[query][:k]
+        return [Passage(i, "d", "doc.md", collection, (), i, 0, 1, 1.0) for i in ids]
+
+
+async def test_a_follow_up_fuses_rankings_that_go_deeper_than_k() -> None:
+    conversation = [
+        ChatMessage("user", "How do I release a build?"),
+        ChatMessage("assistant", "Run `orbitctl release` [1]."),
+        ChatMessage("user", "And how do I undo that?"),
+    ]
+    query = retrieval_query(conversation)
+    # "both" is third in each ranking: past k = 2, yet the one passage both searches agree on.
+    retriever = ScriptedRetriever(
+        {"And how do I undo that?": ["a1", "a2", "both", "a4"], query: ["h1", "h2", "both", "h4"]}
+    )
+    used, passages = await retrieve_for_conversation(retriever, conversation, collection="c", k=2)
+    assert used == query
+    assert passages[0].chunk_id == "both"
+    assert len(passages) == 2

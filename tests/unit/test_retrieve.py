@@ -43,12 +43,15 @@ def retriever(store: SqliteChunkStore, embedder: Embedder) -> HybridRetriever:
     return HybridRetriever(store, embedder)
 
 
-def test_convex_fusion_normalises_each_list_and_weighs_the_sides() -> None:
-    keyword = [("a", 12.0), ("b", 7.0), ("c", 2.0)]  # BM25: normalised to 1, 0.5, 0
-    vector = [("b", 0.9), ("d", 0.7), ("a", 0.5)]  # cosine: normalised to 1, 0.5, 0
-    fused = convex_fusion(keyword, vector, vector_weight=0.6)
+def test_convex_fusion_standardises_each_list_and_weighs_the_sides() -> None:
+    keyword = [("a", 12.0), ("b", 7.0), ("c", 2.0)]  # BM25: z-scores 1.2247, 0, -1.2247
+    vector = [("b", 0.9), ("d", 0.7), ("a", 0.5)]  # cosine: z-scores 1.2247, 0, -1.2247
+    fused = convex_fusion(keyword, vector, vector_weight=0.6, candidates=3)
+    z = 1.5**0.5
+    # A side that lacks an id counts its lowest z-score: "d" gets -z from the keyword side, "c" from the
+    # vector side.
     assert [item for item, *_ in fused] == ["b", "a", "d", "c"]
-    assert [score for _, score, *_ in fused] == pytest.approx([0.2 + 0.6, 0.4, 0.3, 0.0])
+    assert [score for _, score, *_ in fused] == pytest.approx([0.6 * z, 0.4 * z - 0.6 * z, -0.4 * z, -z])
     assert fused[0][2:] == (2, 1)  # keyword rank, vector rank
     assert fused[2][2:] == (None, 2)
     assert fused[3][2:] == (3, None)
@@ -57,11 +60,21 @@ def test_convex_fusion_normalises_each_list_and_weighs_the_sides() -> None:
 def test_convex_fusion_weight_extremes_and_flat_lists() -> None:
     keyword = [("k", 3.0), ("v", 1.0)]
     vector = [("v", 0.8), ("k", 0.2)]
-    assert convex_fusion(keyword, vector, vector_weight=1.0)[0][0] == "v"
-    assert convex_fusion(keyword, vector, vector_weight=0.0)[0][0] == "k"
-    flat = convex_fusion([("x", 1.5), ("y", 1.5)], [], vector_weight=0.6)  # equal scores: all count fully
+    assert convex_fusion(keyword, vector, vector_weight=1.0, candidates=2)[0][0] == "v"
+    assert convex_fusion(keyword, vector, vector_weight=0.0, candidates=2)[0][0] == "k"
+    flat = convex_fusion([("x", 1.5), ("y", 1.5)], [], vector_weight=0.6, candidates=2)  # all count fully
     assert [score for _, score, *_ in flat] == pytest.approx([0.4, 0.4])
-    assert convex_fusion([], [], vector_weight=0.6) == []
+    assert convex_fusion([], [], vector_weight=0.6, candidates=2) == []
+
+
+def test_a_single_keyword_hit_lifts_its_chunk_over_the_vector_order() -> None:
+    # An identifier found in one chunk only: against the 39 chunks without it (BM25 0) it stands ~6
+    # deviations out, which outweighs the vector side ranking it 30th of 40.
+    vector = [(f"v{i}", 0.7 - i * 0.005) for i in range(40)]
+    vector[29] = ("rare", vector[29][1])
+    fused = convex_fusion([("rare", 7.5)], vector, vector_weight=0.6, candidates=40)
+    assert fused[0][0] == "rare"
+    assert fused[0][2:] == (1, 30)
 
 
 async def test_vector_mode_finds_paraphrases_keyword_mode_cannot(retriever: HybridRetriever) -> None:

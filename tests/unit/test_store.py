@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragchat.config import Settings
-from ragchat.container import open_store
 from ragchat.domain import ChunkDraft
 from ragchat.infra.store import StoreError
-from ragchat.infra.store.sqlite import SqliteChunkStore, query_words
+from ragchat.infra.store import sqlite as sqlite_store
+from ragchat.infra.store.sqlite import SCHEMA_VERSION, SqliteChunkStore
 
 DIM = 8
 
@@ -57,6 +56,7 @@ def put(
     *,
     collection: str = "c",
     h: str = "h1",
+    heading: tuple[str, ...] = ("Intro",),
 ):
     cut = len(text) // len(vectors)
     parts = [(i * cut, len(text) if i == len(vectors) - 1 else (i + 1) * cut) for i in range(len(vectors))]
@@ -66,7 +66,7 @@ def put(
         content_hash=h,
         title=path.upper(),
         char_count=len(text),
-        chunks=drafts(text, parts),
+        chunks=drafts(text, parts, heading),
         vectors=np.stack(vectors),
     )
 
@@ -187,11 +187,14 @@ def test_delete_removes_every_trace(store: SqliteChunkStore) -> None:
         assert conn.execute("SELECT count(*) FROM chunks WHERE document_id = ?", (gone.id,)).fetchone() == (
             0,
         )
-        conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
-        fts_rows = conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'oil'").fetchone()
-        assert fts_rows == (0,)
     finally:
         conn.close()
+    reopened = SqliteChunkStore(store.path)  # indexes built afresh from the file
+    try:
+        assert reopened.keyword_search("c", "oil", 10) == []
+        assert [cid for cid, _ in reopened.keyword_search("c", "lighthouse", 10)] == [f"{keep.id}-1-0"]
+    finally:
+        reopened.close()
 
 
 def test_collections_are_separate(store: SqliteChunkStore) -> None:
@@ -202,8 +205,7 @@ def test_collections_are_separate(store: SqliteChunkStore) -> None:
     assert [r.id for r in store.list_documents("b")] == [b.id]
     assert [cid for cid, _ in store.keyword_search("a", "harbour", 10)] == [f"{a.id}-1-0"]
     assert [cid for cid, _ in store.vector_search("b", axis(0), 10)] == [f"{b.id}-1-0"]
-    text = "zzcollection1zz zzcollection2zz harbour"  # the collections' scope tokens, as plain text
-    intruder = put(store, "intruder.txt", text, [axis(0)], collection="x")
+    intruder = put(store, "intruder.txt", "harbour harbour harbour", [axis(0)], collection="x")
     assert [cid for cid, _ in store.keyword_search("a", "harbour", 10)] == [f"{a.id}-1-0"]
     assert [cid for cid, _ in store.keyword_search("x", "harbour", 10)] == [f"{intruder.id}-1-0"]
     assert store.vector_search("missing", axis(0), 10) == []
@@ -253,24 +255,85 @@ def test_keyword_search_never_raises_on_punctuation(store: SqliteChunkStore, que
     assert store.count_documents() == 1
 
 
-def test_query_words_are_distinct_lowercase_words() -> None:
-    assert query_words('NEAR("a" b* A') == ["near", "a", "b"]
-    assert query_words("?!") == []
-    assert len(query_words(" ".join(f"w{i}" for i in range(100)))) == 32
+def test_keyword_search_folds_case_and_accents_and_splits_identifiers(store: SqliteChunkStore) -> None:
+    doc = put(store, "a.txt", "Call shutil.copytree(src, dst, dirs_exist_ok=True) at the Café.", [axis(0)])
+    for query in ["SHUTIL", "copytree", "dirs exist", "cafe", "café", "exists"]:
+        assert [cid for cid, _ in store.keyword_search("c", query, 5)] == [f"{doc.id}-1-0"], query
 
 
-def test_keyword_search_skips_the_commonest_words_past_the_budget(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path, keyword_postings_budget=3)  # type: ignore[call-arg]
-    store = open_store(settings)  # RAGCHAT_KEYWORD_POSTINGS_BUDGET reaches the store
-    assert isinstance(store, SqliteChunkStore)
-    rare = put(store, "rare.txt", "the common words and one zeppelin", [axis(0)])
-    for i in range(3):
-        put(store, f"common{i}.txt", f"the common words number {i}", [axis(1)])
-    # "common" (in 4 chunks) does not fit a budget of 3 after "zeppelin" (in 1): only the rare word counts.
-    assert [cid for cid, _ in store.keyword_search("c", "common zeppelin", 10)] == [f"{rare.id}-1-0"]
-    # A query of common words alone still searches its rarest word.
-    assert len(store.keyword_search("c", "common words", 10)) == 4
-    store.close()
+def test_keyword_search_weighs_heading_words_less_than_text_words(store: SqliteChunkStore) -> None:
+    in_heading = put(store, "h.txt", "unrelated words follow", [axis(0)], heading=("Sockets",))
+    in_text = put(store, "t.txt", "sockets words follow x", [axis(1)], heading=("Other",))
+    hits = store.keyword_search("c", "sockets", 5)
+    assert [cid for cid, _ in hits] == [f"{in_text.id}-1-0", f"{in_heading.id}-1-0"]
+
+
+def test_a_very_long_query_is_searched(store: SqliteChunkStore) -> None:
+    doc = put(store, "a.txt", "needle in a haystack", [axis(0)])
+    query = " ".join(f"filler{i}" for i in range(5000)) + " needle " + "x" * 500
+    # Only the first 64 distinct words count: the needle, past them, is not searched.
+    assert store.keyword_search("c", query, 5) == []
+    assert [cid for cid, _ in store.keyword_search("c", "x" * 500 + " needle", 5)] == [f"{doc.id}-1-0"]
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE collections (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    generation INTEGER NOT NULL DEFAULT 0, chunk_count INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE documents (id TEXT PRIMARY KEY, collection TEXT NOT NULL REFERENCES collections(name),
+    path TEXT NOT NULL, title TEXT, content_hash TEXT NOT NULL, chunk_count INTEGER NOT NULL,
+    char_count INTEGER NOT NULL, revision INTEGER NOT NULL, created_at TEXT NOT NULL,
+    UNIQUE (collection, path));
+CREATE TABLE chunks (rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    document_id TEXT NOT NULL REFERENCES documents(id), collection TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    heading TEXT NOT NULL, heading_path TEXT NOT NULL, scope TEXT NOT NULL, start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, token_count INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB NOT NULL);
+CREATE INDEX chunks_by_document ON chunks(document_id, ordinal);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, heading, scope, content='chunks', content_rowid='rowid',
+    tokenize='porter unicode61 remove_diacritics 2');
+CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text, heading, scope) VALUES (new.rowid, new.text, new.heading, new.scope);
+END;
+CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text, heading, scope)
+    VALUES ('delete', old.rowid, old.text, old.heading, old.scope);
+END;
+INSERT INTO collections(id, name, generation, chunk_count) VALUES (1, 'c', 1, 1);
+INSERT INTO documents VALUES ('d1', 'c', 'old.txt', NULL, 'h', 1, 18, 1, '2026-11-25T00:00:00+00:00');
+PRAGMA user_version=1;
+"""
+
+
+def test_a_database_of_schema_1_is_migrated_with_its_documents(tmp_path: Path) -> None:
+    path = tmp_path / "ragchat.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_1)
+    conn.execute(
+        'INSERT INTO chunks(id, document_id, collection, ordinal, heading, heading_path, scope, start, "end",'
+        " token_count, text, embedding) VALUES ('d1-1-0', 'd1', 'c', 0, 'Old', '[\"Old\"]',"
+        " 'zzcollection1zz', 0, 18, 3, 'written by schema 1', ?)",
+        (axis(2).tobytes(),),
+    )
+    conn.commit()
+    conn.close()
+
+    store = SqliteChunkStore(path)
+    try:
+        assert [record.path for record in store.list_documents()] == ["old.txt"]
+        assert store.keyword_search("c", "schema", 5)[0][0] == "d1-1-0"
+        assert store.vector_search("c", axis(2), 5)[0][0] == "d1-1-0"
+        added = put(store, "new.txt", "written by schema 2", [axis(3)])
+        assert {cid for cid, _ in store.keyword_search("c", "written", 5)} == {"d1-1-0", f"{added.id}-1-0"}
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'chunks_fts%'"
+        ).fetchone() == (0,)
+    finally:
+        conn.close()
 
 
 def test_vector_search_is_exact_cosine_best_first(store: SqliteChunkStore) -> None:
@@ -281,9 +344,10 @@ def test_vector_search_is_exact_cosine_best_first(store: SqliteChunkStore) -> No
     assert len(store.vector_search("c", unit(1, 0), 100)) == 4
 
 
-def test_vector_index_follows_commits_from_another_process(store: SqliteChunkStore) -> None:
+def test_search_indexes_follow_commits_from_another_process(store: SqliteChunkStore) -> None:
     mine = put(store, "mine.txt", "local words", [axis(0)])
     assert [cid for cid, _ in store.vector_search("c", axis(3), 5)] == [f"{mine.id}-1-0"]
+    assert [cid for cid, _ in store.keyword_search("c", "words", 5)] == [f"{mine.id}-1-0"]
 
     script = textwrap.dedent(
         f"""
@@ -305,6 +369,8 @@ def test_vector_index_follows_commits_from_another_process(store: SqliteChunkSto
     theirs = store.find_document("c", "theirs.txt")
     assert theirs is not None
     assert [cid for cid, _ in store.vector_search("c", axis(3), 5)] == [f"{theirs.id}-1-0"]
+    assert store.keyword_search("c", "words", 5) == []
+    assert [cid for cid, _ in store.keyword_search("c", "other", 5)] == [f"{theirs.id}-1-0"]
     assert store.get_document(mine.id) is None
 
 
@@ -363,3 +429,45 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a ragchat database"):
         SqliteChunkStore(path)
+
+
+@pytest.mark.parametrize("with_tombstones", [False, True])
+def test_a_vector_scan_split_across_cores_finds_the_same_top_k(
+    store: SqliteChunkStore, monkeypatch: pytest.MonkeyPatch, with_tombstones: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(40, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records = [put(store, f"{i}.txt", f"document {i}", list(vectors[i * 4 : i * 4 + 4])) for i in range(10)]
+    store.vector_search("c", vectors[0], 1)  # loads all 40 vectors
+    if with_tombstones:
+        store.delete_document(records[3].id)  # 4 tombstoned columns inside one part
+    live = [i for i in range(40) if not (with_tombstones and 12 <= i < 16)]
+    query = vectors[0] + vectors[21]
+    query /= np.linalg.norm(query)
+    whole = store.vector_search("c", query, 12)
+
+    monkeypatch.setattr(sqlite_store, "_SCAN_PART_COLUMNS", 5)  # 40 columns: 3 parts on 3 "cores"
+    monkeypatch.setattr(sqlite_store, "_CORES", 3)
+    split = store.vector_search("c", query, 12)
+    assert split == whole
+    expected = sorted(((float(vectors[i] @ query), i) for i in live), reverse=True)[:12]
+    assert [score for _, score in split] == pytest.approx([score for score, _ in expected], abs=1e-6)
+
+
+def test_prepare_search_builds_the_indexes_a_search_then_uses(store: SqliteChunkStore) -> None:
+    store.prepare_search("missing")  # nothing to build, no error
+    doc = put(store, "a.txt", "prepared words", [axis(0)])
+    store.prepare_search("c")
+    assert [cid for cid, _ in store.keyword_search("c", "prepared", 5)] == [f"{doc.id}-1-0"]
+    assert [cid for cid, _ in store.vector_search("c", axis(0), 5)] == [f"{doc.id}-1-0"]
+
+
+def test_a_failed_index_build_is_retried_from_scratch(store: SqliteChunkStore) -> None:
+    good = put(store, "good.txt", "well formed words", [axis(0)])
+    bad = put(store, "bad.txt", "short", [np.ones(DIM // 2, dtype=np.float32)])  # another model's vectors
+    with pytest.raises(StoreError, match="another dimension"):
+        store.keyword_search("c", "words", 5)
+    store.delete_document(bad.id)
+    assert [cid for cid, _ in store.keyword_search("c", "words", 5)] == [f"{good.id}-1-0"]
+    assert [cid for cid, _ in store.vector_search("c", axis(0), 5)] == [f"{good.id}-1-0"]

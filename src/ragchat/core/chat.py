@@ -8,10 +8,11 @@ it never raises `LLMError`).
 Follow-up questions (`retrieve_for_conversation`): two searches run side by side, one for the question
 alone and one for the question after the user's two previous questions (`retrieval_query`), and their
 rankings are fused (RRF). "And how do I undo that?" thus finds the passage about what "that" was, while a
-question on a new topic still finds its own. On the multi-turn benchmark (bench/multiturn_retrieval.py,
-docs/benchmarks.md) this put the right passage in the top k in 14/14 conversations (the question alone:
-8/14) and first more often than an LLM rewrite of the question did, with no LLM call: no extra second
-before the answer starts.
+question on a new topic still finds its own. Each ranking is 2k deep before the fusion, so that a passage
+just past k in one of them still counts. On the multi-turn benchmark (bench/multiturn_retrieval.py,
+docs/benchmarks.md) this puts the right passage in the top k in every conversation (42/42 over three
+ingests; the question alone: 21/42; an LLM rewrite of the question: 39/42), with no LLM call: no extra
+second before the answer starts. The LLM rewrite ranks it first more often (27/42 against 24/42).
 
 Sources: the passages the answer cites, as [n] numbers that match a passage given to the model (other
 numbers are ignored). If the answer cites nothing (small models often don't), every passage given to
@@ -118,8 +119,8 @@ async def retrieve_for_conversation(
     if query == question:
         return query, await retriever.search(query, collection=collection, k=k)
     alone, with_history = await asyncio.gather(
-        retriever.search(question, collection=collection, k=k),
-        retriever.search(query, collection=collection, k=k),
+        retriever.search(question, collection=collection, k=2 * k),
+        retriever.search(query, collection=collection, k=2 * k),
     )
     return query, fuse_rankings(with_history, alone, k=k)
 

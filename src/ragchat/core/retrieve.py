@@ -1,13 +1,14 @@
 """Retrieval: BM25 keyword search and vector search over a collection, fused by a convex combination.
 
-Each list's scores are min-max normalised over its candidates, then a chunk scores
-`w * vector + (1 - w) * keyword` (w = RAGCHAT_HYBRID_VECTOR_WEIGHT, 0.6; a side that did not find the chunk
-adds 0). Unlike reciprocal rank fusion, this keeps how far apart the candidates of each list are: a keyword
-list where one chunk holds the rare identifier and the rest barely match moves that chunk up, a flat one
-hardly changes the vector order. Bruch et al. (2023, "An Analysis of Fusion Functions for Hybrid
-Retrieval") found it better than RRF and tunable with few queries; on our question sets it beats vector-only
-search on both the set it was chosen on and a held-out one, which no RRF setting did (docs/benchmarks.md,
-"Retrieval quality").
+Each list's scores are standardised over its candidates (z-scores: how many standard deviations above
+the list's mean), then a chunk scores `w * vector + (1 - w) * keyword` (w = RAGCHAT_HYBRID_VECTOR_WEIGHT,
+0.6); a side that did not find the chunk counts the lowest score among its candidates, which bounds what
+the chunk could have scored there. Unlike reciprocal rank fusion, this keeps how far apart the candidates
+of each list are: a keyword list where one chunk holds the rare identifier and the rest barely match moves
+that chunk up, a flat one hardly changes the vector order. Bruch et al. (2023, "An Analysis of Fusion
+Functions for Hybrid Retrieval") found a convex combination better than RRF and tunable with few queries;
+on our question sets this one beats vector-only and keyword-only search on both the set it was chosen on
+and a held-out one (docs/benchmarks.md, "Retrieval quality").
 
 The keyword search runs in one worker thread while the query is embedded and searched in another. Queries
 of concurrent users are embedded together, in one model call on the model's own thread (`MicroBatcher`):
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import statistics
 from typing import Literal, get_args
 
 import anyio
@@ -38,27 +40,46 @@ DEFAULT_VECTOR_WEIGHT = 0.6
 
 
 def convex_fusion(
-    keyword_hits: list[tuple[str, float]], vector_hits: list[tuple[str, float]], *, vector_weight: float
+    keyword_hits: list[tuple[str, float]],
+    vector_hits: list[tuple[str, float]],
+    *,
+    vector_weight: float,
+    candidates: int,
 ) -> list[tuple[str, float, int | None, int | None]]:
     """Fuse two (id, score) lists, best first, into (id, fused score, keyword rank, vector rank), best first.
 
-    Scores are min-max normalised within each list (a list whose scores are all equal counts 1 for each);
-    ranks are 1-based, None where the list lacks the id.
+    Each list asked for `candidates` hits. Scores are standardised within each list, a list that came back
+    shorter padded with zeros (the BM25 score of the chunks that hold none of the query's words), so that
+    the one chunk holding a rare identifier stands far above the rest; an id missing from a list counts the
+    list's lowest standardised score. A list whose scores are all equal counts 1 for each of its ids and 0
+    for the others. Ranks are 1-based, None where the list lacks the id.
     """
-    fused: dict[str, float] = {}
+    sides = [
+        (_standardised(hits, candidates), weight, side)
+        for side, (hits, weight) in enumerate(
+            ((keyword_hits, 1.0 - vector_weight), (vector_hits, vector_weight))
+        )
+        if hits
+    ]
     ranks: dict[str, list[int | None]] = {}
-    sides = ((keyword_hits, 1.0 - vector_weight), (vector_hits, vector_weight))
-    for side, (hits, weight) in enumerate(sides):
-        if not hits:
-            continue
-        low = min(score for _, score in hits)
-        spread = max(score for _, score in hits) - low
-        for rank, (item, score) in enumerate(hits, start=1):
-            normalised = (score - low) / spread if spread > 0 else 1.0
-            fused[item] = fused.get(item, 0.0) + weight * normalised
+    for side, hits in enumerate((keyword_hits, vector_hits)):
+        for rank, (item, _) in enumerate(hits, start=1):
             ranks.setdefault(item, [None, None])[side] = rank
+    fused = {
+        item: sum(weight * scores.get(item, floor) for (scores, floor), weight, _ in sides) for item in ranks
+    }
     ordered = sorted(fused, key=lambda item: (-fused[item], item))
     return [(item, fused[item], ranks[item][0], ranks[item][1]) for item in ordered]
+
+
+def _standardised(hits: list[tuple[str, float]], candidates: int) -> tuple[dict[str, float], float]:
+    """(z-score of each id, the score an id missing from the list counts)."""
+    scores = [score for _, score in hits] + [0.0] * max(0, candidates - len(hits))
+    deviation = statistics.pstdev(scores)
+    if deviation == 0:
+        return {item: 1.0 for item, _ in hits}, 0.0
+    mean = statistics.fmean(scores)
+    return {item: (score - mean) / deviation for item, score in hits}, (min(scores) - mean) / deviation
 
 
 class HybridRetriever:
@@ -87,7 +108,7 @@ class HybridRetriever:
     async def search(self, query: str, *, collection: str, k: int, mode: str = "hybrid") -> list[Passage]:
         """The best `k` passages for `query` in `collection`, best first.
 
-        `mode`: "hybrid" (both, fused; `score` is the fused score in [0, 1]), "vector" (`score` is the cosine
+        `mode`: "hybrid" (both, fused; `score` is the fused z-score), "vector" (`score` is the cosine
         similarity) or "keyword" (`score` is the BM25 score, higher is better).
         """
         if mode not in SEARCH_MODES:
@@ -126,7 +147,7 @@ class HybridRetriever:
             return await self._passages(
                 [(chunk_id, score, None, 1 + i) for i, (chunk_id, score) in enumerate(vector_hits[:k])]
             )
-        fused = convex_fusion(keyword_hits, vector_hits, vector_weight=self._vector_weight)
+        fused = convex_fusion(keyword_hits, vector_hits, vector_weight=self._vector_weight, candidates=pool)
         return await self._passages(fused[:k])
 
     async def _embed_query(self, query: str) -> Vectors:

@@ -22,7 +22,7 @@ class SearchRequest(BaseModel):
     collection: str | None = Field(None, description="Collection to search (default: the server's default)")
     mode: Literal["hybrid", "vector", "keyword"] = Field(
         "hybrid",
-        description="hybrid = BM25 and vector scores, each normalised to [0, 1] over its candidates, "
+        description="hybrid = BM25 and vector scores, each standardised over its candidates (z-scores), "
         "combined 40/60 (RAGCHAT_HYBRID_VECTOR_WEIGHT)",
     )
 
@@ -30,7 +30,8 @@ class SearchRequest(BaseModel):
 class SearchResult(BaseModel):
     rank: int
     score: float = Field(
-        description="hybrid: fused score in [0, 1]; vector: cosine similarity; keyword: BM25 score"
+        description="hybrid: fused z-score (standard deviations above the candidates' mean, weighted); "
+        "vector: cosine similarity; keyword: BM25 score"
     )
     chunk_id: str
     document_id: str

@@ -57,6 +57,11 @@ class ChunkStore(Protocol):
 
     def list_collections(self) -> list[str]: ...
 
+    def prepare_search(self, collection: str) -> None:
+        """Make the collection's next search fast: build whatever in-memory index it needs now (a store
+        that searches in place does nothing). A collection that does not exist is left alone."""
+        ...
+
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
         """Top `k` chunk ids by BM25 for `query`, best first, with their BM25 scores (higher is better)."""
         ...

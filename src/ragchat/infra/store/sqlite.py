@@ -1,16 +1,18 @@
 """The default `ChunkStore`: one SQLite file (standard library `sqlite3`), no server.
 
-Layout: `collections` (a generation counter per collection), `documents`, `chunks` (text, heading path,
-character offsets, token count and the embedding as a float32 BLOB) and `chunks_fts`, an FTS5 index over
-chunk text and headings kept in step by triggers. The database runs in WAL mode, so readers never block the
-writer and see either the old or the new version of a document, never half of it.
+Layout: `collections` (a generation counter per collection), `documents` and `chunks` (text, heading path,
+character offsets, token count and the embedding as a float32 BLOB). The database runs in WAL mode, so
+readers never block the writer and see either the old or the new version of a document, never half of it.
 
-Vector search is exact cosine similarity with numpy over an in-memory float32 matrix per collection. Every
+The file is the only durable state. Searches run on indexes built from it in memory, per collection: an
+exact cosine scan with numpy over a float32 matrix, and a BM25 keyword index (`keyword_index.py`). Every
 write bumps its collection's generation in the same transaction; before each search the store compares the
-stored generation with the one its matrix reflects and reloads only the documents that changed, so commits
-made by other processes (a CLI ingest next to a running server) show up at the next search.
+stored generation with the one its indexes reflect and reads again only the documents that changed, so
+commits made by other processes (a CLI ingest next to a running server) show up at the next search, and a
+crash can never leave an index that disagrees with the data.
 
-Thread safety: each thread gets its own connection; the in-memory matrices are guarded by a lock.
+Thread safety: each thread gets its own connection; the in-memory indexes are guarded by a lock, and
+searches run outside it on a snapshot.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import re
+import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,96 +38,64 @@ from threadpoolctl import ThreadpoolController
 from ragchat.domain import ChunkDraft, DocumentRecord, Passage
 from ragchat.infra.embeddings import Vectors
 from ragchat.infra.store import StoreError
+from ragchat.infra.store.keyword_index import IndexedChunk, KeywordIndex
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_TOKENIZER = "porter unicode61 remove_diacritics 2"
+# Statements, not a script: each runs inside the migration's own transaction.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS collections (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        generation INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS documents (
+        id TEXT PRIMARY KEY,
+        collection TEXT NOT NULL REFERENCES collections(name),
+        path TEXT NOT NULL,
+        title TEXT,
+        content_hash TEXT NOT NULL,
+        chunk_count INTEGER NOT NULL,
+        char_count INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (collection, path)
+    )""",
+    """CREATE TABLE IF NOT EXISTS chunks (
+        rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        document_id TEXT NOT NULL REFERENCES documents(id),
+        collection TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        heading TEXT NOT NULL,
+        heading_path TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER NOT NULL,
+        token_count INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        embedding BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, ordinal)",
+)
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS collections (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    generation INTEGER NOT NULL DEFAULT 0,
-    chunk_count INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY,
-    collection TEXT NOT NULL REFERENCES collections(name),
-    path TEXT NOT NULL,
-    title TEXT,
-    content_hash TEXT NOT NULL,
-    chunk_count INTEGER NOT NULL,
-    char_count INTEGER NOT NULL,
-    revision INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (collection, path)
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    document_id TEXT NOT NULL REFERENCES documents(id),
-    collection TEXT NOT NULL,
-    ordinal INTEGER NOT NULL,
-    heading TEXT NOT NULL,
-    heading_path TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL,
-    token_count INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    embedding BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, ordinal);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, heading, scope,
-    content='chunks', content_rowid='rowid',
-    tokenize='{_TOKENIZER}'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text, heading, scope) VALUES (new.rowid, new.text, new.heading, new.scope);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, heading, scope)
-    VALUES ('delete', old.rowid, old.text, old.heading, old.scope);
-END;
-"""
+# What takes a database of schema N-1 to N. Schema 1 kept an FTS5 keyword index in the file (with a
+# per-collection scope token in every chunk and a chunk count per collection to decide when to use it);
+# keyword search now runs on an index built in memory (keyword_index.py).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "DROP TRIGGER IF EXISTS chunks_fts_insert",
+        "DROP TRIGGER IF EXISTS chunks_fts_delete",
+        "DROP TABLE IF EXISTS chunks_fts",
+        "ALTER TABLE chunks DROP COLUMN scope",
+        "ALTER TABLE collections DROP COLUMN chunk_count",
+    ),
+}
 
-# Per connection: the query's words go through the index's own tokenizer (to learn their stems), and the
-# index's vocabulary gives each stem's document frequency.
-_QUERY_TABLES = f"""
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(word, tokenize='{_TOKENIZER}');
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems USING fts5vocab(temp, query_words, 'instance');
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.index_vocabulary USING fts5vocab(main, chunks_fts, 'row');
-"""
-
-# Column weights for bm25(): text counts fully, the heading path half, the collection token not at all.
-_BM25_WEIGHTS = (1.0, 0.5, 0.0)
-_QUERY_WORD = re.compile(r"\w+", re.UNICODE)
-_MAX_QUERY_WORDS = 32
-# A keyword query ranks the rarest query words first and stops adding words once their postings (the
-# chunks containing them) pass this many: very common words add little to BM25 but most of its cost.
-KEYWORD_POSTINGS_BUDGET = 20_000
-_FREQUENCY_TTL_S = 60.0
 _DOCUMENT_COLUMNS = "id, collection, path, title, content_hash, chunk_count, char_count, created_at"
-
-
-def query_words(query: str) -> list[str]:
-    """The distinct words of a free-text query, lowercased, in order (at most 32).
-
-    Each word later goes into the FTS5 query inside double quotes, which makes every character literal:
-    punctuation, operators (`AND`, `NEAR`, `*`, `:`) and unbalanced quotes in user input never raise.
-    """
-    return list(dict.fromkeys(_QUERY_WORD.findall(query.lower())))[:_MAX_QUERY_WORDS]
-
-
-def _scope_token(collection_id: int) -> str:
-    """The one token, indexed with every chunk, that restricts a keyword search to its collection
-    (letters around the digits keep the porter stemmer from changing it)."""
-    return f"zzcollection{collection_id}zz"
 
 
 def _now() -> str:
@@ -133,11 +103,13 @@ def _now() -> str:
 
 
 @dataclass
-class _CollectionVectors:
-    """The vectors of one collection in memory, one column per chunk (a scan then streams through memory
-    in order, about twice as fast as one row per chunk), growable, with tombstones for removed chunks."""
+class _CollectionIndex:
+    """The search indexes of one collection in memory, as of `generation`: the vectors, one column per chunk
+    (a scan then streams through memory in order, about twice as fast as one row per chunk), growable, with
+    tombstones for removed chunks; and the keyword index."""
 
-    dimension: int
+    keywords: KeywordIndex = field(default_factory=KeywordIndex)
+    dimension: int | None = None
     generation: int = -1
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     size: int = 0
@@ -157,7 +129,11 @@ class _CollectionVectors:
         self, document_id: str, revision: int, chunk_ids: list[str], vectors: np.ndarray
     ) -> None:
         count = len(chunk_ids)
-        if self.matrix.shape[0] != self.dimension:
+        if count == 0:
+            self.columns_by_document[document_id] = (revision, np.zeros(0, dtype=np.int64))
+            return
+        if self.dimension is None:
+            self.dimension = vectors.shape[1]
             self.matrix = np.zeros((self.dimension, 0), dtype=np.float32)
         if self.size + count > self.matrix.shape[1]:
             capacity = max(1024, 2 * (self.size + count))
@@ -197,6 +173,12 @@ class _CollectionVectors:
         return _VectorSnapshot(self.matrix[:, :size], alive, self.chunk_ids)
 
 
+# A vector scan is split across the cores once a collection has this many chunks per core (below that,
+# handing parts to threads costs more than it saves).
+_SCAN_PART_COLUMNS = 32_768
+_CORES = os.cpu_count() or 1
+
+
 @functools.cache
 def _blas() -> ThreadpoolController:
     """numpy's BLAS thread pools (found on first use, not at import)."""
@@ -209,22 +191,42 @@ class _VectorSnapshot:
     alive: np.ndarray | None
     chunk_ids: list[str]
 
-    def top_k(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """Exact cosine top-k (vectors and query are L2-normalised, so cosine is the dot product)."""
-        # One BLAS thread: the scan is bound by memory bandwidth, and the other core is busy with the
-        # query's keyword search (a second thread measured slower here, see docs/design-choices.md).
-        with _blas().limit(limits=1, user_api="blas"):
-            scores = query @ self.matrix
-        live = len(scores)
-        if self.alive is not None:
-            scores[~self.alive] = -np.inf
-            live = int(self.alive.sum())
-        k = min(k, live)
+    def top_k(self, query: np.ndarray, k: int, pool: ThreadPoolExecutor) -> list[tuple[str, float]]:
+        """Exact cosine top-k (vectors and query are L2-normalised, so cosine is the dot product).
+
+        A large matrix is cut into column ranges of at least `_SCAN_PART_COLUMNS`, one per core, scanned in
+        parallel on `pool`; each part yields its own top k, and the best k of those win.
+        """
+        size = self.matrix.shape[1]
         if k <= 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(self.chunk_ids[i], float(scores[i])) for i in top]
+        parts = max(1, min(_CORES, size // _SCAN_PART_COLUMNS))
+        bounds = [(size * i // parts, size * (i + 1) // parts) for i in range(parts)]
+        # One BLAS thread per part: letting OpenBLAS thread the scan itself measured slower here
+        # (docs/design-choices.md, "Vector search").
+        with _blas().limit(limits=1, user_api="blas"):
+            if parts == 1:
+                found = [self._top_of(query, 0, size, k)]
+            else:
+                found = list(pool.map(lambda part: self._top_of(query, part[0], part[1], k), bounds))
+        columns = np.concatenate([part_columns for part_columns, _ in found])
+        scores = np.concatenate([part_scores for _, part_scores in found])
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(self.chunk_ids[columns[i]], float(scores[i])) for i in best]
+
+    def _top_of(self, query: np.ndarray, start: int, stop: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, scores) of the best `k` live columns in [start, stop), in no particular order."""
+        scores = query @ self.matrix[:, start:stop]
+        if self.alive is not None:
+            live = self.alive[start:stop]
+            scores = scores[live]
+            columns = np.flatnonzero(live) + start
+        else:
+            columns = np.arange(start, stop)
+        if k < len(scores):
+            top = np.argpartition(-scores, k - 1)[:k]
+            return columns[top], scores[top]
+        return columns, scores
 
 
 class SqliteChunkStore:
@@ -235,17 +237,15 @@ class SqliteChunkStore:
         path: Path,
         *,
         busy_timeout_s: float = 30.0,
-        keyword_postings_budget: int = KEYWORD_POSTINGS_BUDGET,
     ) -> None:
         self.path = path
-        self._keyword_postings_budget = keyword_postings_budget
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
-        self._vectors: dict[str, _CollectionVectors] = {}
-        self._vectors_lock = threading.Lock()
-        self._frequencies: dict[str, tuple[int, float]] = {}  # stem -> (chunks containing it, when read)
+        self._indexes: dict[str, _CollectionIndex] = {}
+        self._indexes_lock = threading.Lock()
+        self._scan_pool = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="ragchat-vector-scan")
         self._closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
@@ -302,16 +302,27 @@ class SqliteChunkStore:
             conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        """Create the schema in a new database, or bring an older one up to SCHEMA_VERSION, in one write
+        transaction (a second process opening the same file waits, then finds nothing left to do)."""
         conn = self._connection()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer ragchat (schema {version}; this one reads "
-                f"{SCHEMA_VERSION})"
-            )
-        if version < SCHEMA_VERSION:
-            # Idempotent DDL in one transaction, so two processes opening a new database at once both succeed.
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with self._write() as tx:
+            version = tx.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer ragchat (schema {version}; this one reads "
+                    f"{SCHEMA_VERSION})"
+                )
+            if version == 0:
+                statements: Iterable[str] = _SCHEMA
+            else:
+                statements = (
+                    sql for step in range(version + 1, SCHEMA_VERSION + 1) for sql in _MIGRATIONS[step]
+                )
+            for statement in statements:
+                tx.execute(statement)
+            tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""
@@ -321,8 +332,9 @@ class SqliteChunkStore:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
-        with self._vectors_lock:
-            self._vectors.clear()
+        with self._indexes_lock:
+            self._indexes.clear()
+        self._scan_pool.shutdown()
 
     # --- embedding model binding -----------------------------------------------------------------------
 
@@ -416,12 +428,8 @@ class SqliteChunkStore:
         blobs = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._write() as tx:
             tx.execute("INSERT INTO collections(name) VALUES (?) ON CONFLICT(name) DO NOTHING", (collection,))
-            scope = _scope_token(
-                tx.execute("SELECT id FROM collections WHERE name = ?", (collection,)).fetchone()[0]
-            )
             existing = tx.execute(
-                "SELECT id, revision, created_at, chunk_count FROM documents"
-                " WHERE collection = ? AND path = ?",
+                "SELECT id, revision, created_at FROM documents WHERE collection = ? AND path = ?",
                 (collection, path),
             ).fetchone()
             if existing is None:
@@ -450,8 +458,8 @@ class SqliteChunkStore:
                     (title, content_hash, len(chunks), char_count, revision, document_id),
                 )
             tx.executemany(
-                "INSERT INTO chunks(id, document_id, collection, ordinal, heading, heading_path, scope,"
-                ' start, "end", token_count, text, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                "INSERT INTO chunks(id, document_id, collection, ordinal, heading, heading_path,"
+                ' start, "end", token_count, text, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
                 [
                     (
                         f"{document_id}-{revision}-{ordinal}",
@@ -460,7 +468,6 @@ class SqliteChunkStore:
                         ordinal,
                         " > ".join(chunk.heading_path),
                         json.dumps(list(chunk.heading_path), ensure_ascii=False),
-                        scope,
                         chunk.start,
                         chunk.end,
                         chunk.token_count,
@@ -470,11 +477,7 @@ class SqliteChunkStore:
                     for ordinal, chunk in enumerate(chunks)
                 ],
             )
-            tx.execute(
-                "UPDATE collections SET generation = generation + 1, chunk_count = chunk_count + ?"
-                " WHERE name = ?",
-                (len(chunks) - (existing[3] if existing else 0), collection),
-            )
+            tx.execute("UPDATE collections SET generation = generation + 1 WHERE name = ?", (collection,))
         return DocumentRecord(
             id=document_id,
             collection=collection,
@@ -488,143 +491,111 @@ class SqliteChunkStore:
 
     def delete_document(self, document_id: str) -> bool:
         with self._write() as tx:
-            row = tx.execute(
-                "SELECT collection, chunk_count FROM documents WHERE id = ?", (document_id,)
-            ).fetchone()
+            row = tx.execute("SELECT collection FROM documents WHERE id = ?", (document_id,)).fetchone()
             if row is None:
                 return False
             tx.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
             tx.execute("DELETE FROM documents WHERE id = ?", (document_id,))
-            tx.execute(
-                "UPDATE collections SET generation = generation + 1, chunk_count = chunk_count - ?"
-                " WHERE name = ?",
-                (row[1], row[0]),
-            )
+            tx.execute("UPDATE collections SET generation = generation + 1 WHERE name = ?", (row[0],))
         return True
 
     # --- search ----------------------------------------------------------------------------------------
 
+    def prepare_search(self, collection: str) -> None:
+        with self._indexes_lock:
+            self._refreshed_index(collection)
+
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
-        """BM25 over the collection's chunks for the query's rarest words (see KEYWORD_POSTINGS_BUDGET)."""
-        words = query_words(query)
-        if not words or k <= 0:
+        with self._indexes_lock:
+            index = self._refreshed_index(collection)
+        if index is None or k <= 0:
             return []
-        conn = self._connection()
-        counts = {
-            name: (id_, chunks)
-            for id_, name, chunks in conn.execute("SELECT id, name, chunk_count FROM collections")
-        }
-        if collection not in counts:
-            return []
-        searched = self._words_worth_searching(conn, words)
-        if not searched:
-            return []
-        expression = " OR ".join(f'"{word}"' for word in searched)
-        if any(chunks for name, (_, chunks) in counts.items() if name != collection):
-            # Intersecting with the collection's token costs a walk of its postings: only when needed.
-            expression = f'scope : "{_scope_token(counts[collection][0])}" AND ({expression})'
-        hits = conn.execute(
-            "SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts MATCH ?"
-            " ORDER BY bm25(chunks_fts, ?, ?, ?) LIMIT ?",
-            (*_BM25_WEIGHTS, expression, *_BM25_WEIGHTS, k),
-        ).fetchall()
+        hits = index.keywords.search(query, k)  # outside the lock, like the vector scan
         if not hits:
             return []
         placeholders = ",".join("?" * len(hits))
         chunk_ids = dict(
-            conn.execute(
-                f"SELECT rowid, id FROM chunks WHERE rowid IN ({placeholders}) AND collection = ?",
-                [rowid for rowid, _ in hits] + [collection],
-            ).fetchall()
+            self._connection()
+            .execute(f"SELECT rowid, id FROM chunks WHERE rowid IN ({placeholders})", [r for r, _ in hits])
+            .fetchall()
         )
-        return [(str(chunk_ids[rowid]), float(score)) for rowid, score in hits if rowid in chunk_ids]
-
-    def _words_worth_searching(self, conn: sqlite3.Connection, words: list[str]) -> list[str]:
-        """The query words to search for: one per distinct stem, rarest first, until the chunks containing
-        them reach the postings budget (at least one word, when any occurs in the index)."""
-        if not getattr(self._local, "query_tables", False):
-            conn.executescript(_QUERY_TABLES)
-            self._local.query_tables = True
-        conn.execute("DELETE FROM temp.query_words")
-        conn.executemany("INSERT INTO temp.query_words(rowid, word) VALUES (?, ?)", enumerate(words, start=1))
-        stems: dict[int, list[str]] = {}
-        for position, stem in conn.execute("SELECT doc, term FROM temp.query_stems ORDER BY doc, offset"):
-            stems.setdefault(position, []).append(stem)
-        candidates: dict[tuple[str, ...], tuple[int, str]] = {}
-        for position, word_stems in stems.items():
-            frequency = min(self._document_frequency(conn, stem) for stem in word_stems)
-            if frequency:
-                candidates.setdefault(tuple(word_stems), (frequency, words[position - 1]))
-        chosen: list[str] = []
-        postings = 0
-        for frequency, word in sorted(candidates.values()):
-            if chosen and postings + frequency > self._keyword_postings_budget:
-                break
-            chosen.append(word)
-            postings += frequency
-        return chosen
-
-    def _document_frequency(self, conn: sqlite3.Connection, stem: str) -> int:
-        """How many chunks (of any collection) contain `stem`; cached for a minute, as only the choice of
-        words depends on it, not the scores."""
-        now = time.monotonic()
-        cached = self._frequencies.get(stem)
-        if cached is not None and now - cached[1] < _FREQUENCY_TTL_S:
-            return cached[0]
-        row = conn.execute("SELECT doc FROM temp.index_vocabulary WHERE term = ?", (stem,)).fetchone()
-        frequency = int(row[0]) if row else 0
-        if len(self._frequencies) > 100_000:
-            self._frequencies.clear()
-        self._frequencies[stem] = (frequency, now)
-        return frequency
+        # A chunk replaced since the index was read is simply left out, as in a vector search.
+        return [(str(chunk_ids[rowid]), score) for rowid, score in hits if rowid in chunk_ids]
 
     def vector_search(self, collection: str, vector: Vectors, k: int) -> list[tuple[str, float]]:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        with self._vectors_lock:
-            index = self._refreshed_vectors(collection, query.shape[0])
-            if index is None:
+        with self._indexes_lock:
+            index = self._refreshed_index(collection)
+            if index is None or index.dimension is None:
                 return []
+            if index.dimension != query.shape[0]:
+                raise StoreError(
+                    f"the query vector has {query.shape[0]} dimensions, the vectors of collection "
+                    f"{collection!r} have {index.dimension}"
+                )
             snapshot = index.snapshot()
-        return snapshot.top_k(query, k)  # outside the lock: searches run in parallel (numpy drops the GIL)
+        return snapshot.top_k(query, k, self._scan_pool)  # outside the lock (numpy drops the GIL)
 
-    def _refreshed_vectors(self, collection: str, dimension: int) -> _CollectionVectors | None:
-        """The collection's matrix, brought up to date with the database (caller holds the lock)."""
+    def _refreshed_index(self, collection: str) -> _CollectionIndex | None:
+        """The collection's search indexes, brought up to date with the database (caller holds the lock).
+
+        Only the documents whose revision changed are read again. Should reading fail half-way, the
+        collection's indexes are dropped, and the next search builds them anew.
+        """
         with self._read() as conn:
             row = conn.execute("SELECT generation FROM collections WHERE name = ?", (collection,)).fetchone()
             if row is None:
                 return None
-            index = self._vectors.get(collection)
-            if index is None or index.dimension != dimension:
-                index = self._vectors[collection] = _CollectionVectors(dimension=dimension)
+            index = self._indexes.setdefault(collection, _CollectionIndex())
             if index.generation == row[0]:
                 return index
-            stored = dict(
-                conn.execute(
-                    "SELECT id, revision FROM documents WHERE collection = ?", (collection,)
-                ).fetchall()
-            )
-            for document_id, (revision, _) in list(index.columns_by_document.items()):
-                if stored.get(document_id) != revision:
-                    index.remove_document(document_id)
-            index.compact_if_sparse()
-            missing = {doc: rev for doc, rev in stored.items() if doc not in index.columns_by_document}
-            for document_id, chunk_ids, vectors in self._load_vectors(conn, collection, missing, dimension):
-                index.add_document(document_id, missing.pop(document_id), chunk_ids, vectors)
-            for document_id, revision in missing.items():  # documents without chunks
-                index.add_document(document_id, revision, [], np.zeros((0, dimension), dtype=np.float32))
+            try:
+                self._catch_up(conn, collection, index)
+            except BaseException:
+                del self._indexes[collection]
+                raise
             index.generation = row[0]
             return index
 
+    def _catch_up(self, conn: sqlite3.Connection, collection: str, index: _CollectionIndex) -> None:
+        stored = dict(
+            conn.execute("SELECT id, revision FROM documents WHERE collection = ?", (collection,)).fetchall()
+        )
+        with index.keywords.update() as keywords:
+            for document_id, (revision, _) in list(index.columns_by_document.items()):
+                if stored.get(document_id) != revision:
+                    index.remove_document(document_id)
+                    keywords.remove_document(document_id)
+            index.compact_if_sparse()
+            missing = {doc: rev for doc, rev in stored.items() if doc not in index.columns_by_document}
+            for document_id, rows in self._stored_chunks(conn, collection, missing):
+                dimension = index.dimension or len(rows[0][4]) // 4
+                vectors = np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32)
+                if vectors.size != len(rows) * dimension:
+                    raise StoreError(
+                        f"document {document_id} holds vectors of another dimension than {dimension}"
+                    )
+                chunk_ids = [row[1] for row in rows]
+                index.add_document(
+                    document_id, missing.pop(document_id), chunk_ids, vectors.reshape(-1, dimension)
+                )
+                keywords.add(
+                    IndexedChunk(rowid, document_id, text, heading) for rowid, _, heading, text, _ in rows
+                )
+            for document_id, revision in missing.items():  # documents without chunks
+                index.add_document(document_id, revision, [], np.zeros((0, 0), dtype=np.float32))
+
     @staticmethod
-    def _load_vectors(
-        conn: sqlite3.Connection, collection: str, documents: dict[str, int], dimension: int
-    ) -> Iterator[tuple[str, list[str], np.ndarray]]:
-        """(document id, chunk ids, vectors) of each of `documents`: one scan if many, else a query each."""
+    def _stored_chunks(
+        conn: sqlite3.Connection, collection: str, documents: dict[str, int]
+    ) -> Iterator[tuple[str, list[tuple[int, str, str, str, bytes]]]]:
+        """(document id, [(rowid, chunk id, heading, text, embedding), ...]) of each of `documents`, chunks in
+        order: one scan of the collection if many, else a query each."""
+        columns = "document_id, rowid, id, heading, text, embedding"
         rows: Iterable[tuple[Any, ...]]
         if len(documents) > 64:
             rows = conn.execute(
-                "SELECT document_id, id, embedding FROM chunks WHERE collection = ?"
-                " ORDER BY document_id, ordinal",
+                f"SELECT {columns} FROM chunks WHERE collection = ? ORDER BY document_id, ordinal",
                 (collection,),
             )
         else:
@@ -632,20 +603,12 @@ class SqliteChunkStore:
                 row
                 for document_id in list(documents)
                 for row in conn.execute(
-                    "SELECT document_id, id, embedding FROM chunks WHERE document_id = ? ORDER BY ordinal",
-                    (document_id,),
+                    f"SELECT {columns} FROM chunks WHERE document_id = ? ORDER BY ordinal", (document_id,)
                 )
             )
         for document_id, group in itertools.groupby(rows, key=lambda row: row[0]):
-            if document_id not in documents:
-                continue
-            members = list(group)
-            vectors = np.frombuffer(b"".join(row[2] for row in members), dtype=np.float32)
-            if vectors.size != len(members) * dimension:
-                raise StoreError(
-                    f"document {document_id} holds vectors of another dimension than {dimension}"
-                )
-            yield document_id, [row[1] for row in members], vectors.reshape(-1, dimension)
+            if document_id in documents:
+                yield document_id, [row[1:] for row in group]
 
     def get_passages(self, chunk_ids: Sequence[str]) -> list[Passage]:
         if not chunk_ids:
