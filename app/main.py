@@ -11,15 +11,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        import sys
+        from ragchat.api.app import app_from_environment
 
-        from ragchat.api.app import create_app
-        from ragchat.config import SettingsError, load_settings
-
-        try:
-            settings = load_settings()
-        except SettingsError as exc:
-            print(f"ragchat: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        return create_app(settings)
+        return app_from_environment()
     raise AttributeError(name)

@@ -144,14 +144,25 @@ async def run_block(users: int, jobs: list[Request], send: Any, into: list[float
     await asyncio.gather(*(user() for _ in range(users)))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(session: int) -> float:
+    """User + system CPU time so far of every process in `session` (the app, its workers, their threads)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[3]) == session:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def start_app(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_app(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+    """The app as the guide starts it, or as `ragchat serve --workers N` when `workers` > 1."""
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        command = [sys.executable, "-m", "ragchat", "serve", "--workers", str(workers)]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -201,7 +212,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "HF_HUB_OFFLINE": "1",
             **dict(item.split("=", 1) for item in args.app_env),
         }
-        app = await asyncio.to_thread(start_app, env, port)
+        app = await asyncio.to_thread(start_app, env, port, args.workers)
         app_url = f"http://127.0.0.1:{port}"
         app_client = openai.AsyncOpenAI(base_url=f"{app_url}/v1", api_key="unused", max_retries=0)
         direct_client = openai.AsyncOpenAI(base_url=vllm_url, api_key="unused", max_retries=0)
@@ -324,6 +335,9 @@ def cli() -> None:
     parser.add_argument("--max-tokens", type=int, default=16, help="answer length (default 16)")
     parser.add_argument(
         "--app-env", nargs="*", default=[], metavar="NAME=VALUE", help="extra environment for the app process"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="app worker processes (>1: `ragchat serve --workers N`)"
     )
     parser.add_argument("--out", type=Path, help="write the JSON result here")
     args = parser.parse_args()

@@ -6,7 +6,8 @@
 #   sweep                 our benchmark (short + RAG workloads, 1..64 users, SLO, prefix-cache experiment)
 #   fidelity              (after `vllm --no-enable-prefix-caching`) our tool vs vLLM's own `vllm bench serve` on
 #                         the same prompts, alternating, in the same call
-#   app                   start ragchat (setsid) against that vLLM and compare --backend app vs vllm at 1,16,64
+#   app                   ragchat's added TTFT at 1,16,64 users (one worker, then four), and decode speed
+#                         through ragchat (setsid) vs vLLM directly at 1,16,64 (--backend app vs vllm)
 # Results go to $OUT as tarballs (the device tool returns at most 8 files).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -67,14 +68,17 @@ app)
   site
   export LOCAL_EMBEDDING_MODEL=/tmp/gpu/all-MiniLM-L6-v2
   mkdir -p /tmp/results/app
-  # Added TTFT, same final prompt through the app and direct (the bench starts its own app and store).
-  python3 bench/app_overhead.py --vllm-url http://127.0.0.1:8000/v1 --users 1 16 64 --per-user 4 --rounds 3 \
-    --passes 2 --max-tokens 64 --app-env LOCAL_EMBEDDING_MODEL="$LOCAL_EMBEDDING_MODEL" \
-    --out /tmp/results/app/app_overhead.json
+  # Added TTFT, same final prompt through the app and direct (the bench starts its own app and store): the
+  # app as the guide starts it, then as `ragchat serve --workers 4`.
+  for workers in 1 4; do
+    python3 bench/app_overhead.py --vllm-url http://127.0.0.1:8000/v1 --users 1 16 64 --per-user 4 \
+      --rounds 3 --passes 2 --max-tokens 64 --workers "$workers" \
+      --app-env LOCAL_EMBEDDING_MODEL="$LOCAL_EMBEDDING_MODEL" --out "/tmp/results/app/app_overhead-w$workers.json"
+  done
   # Per-user decode speed: --backend app vs --backend vllm on the short chat workload.
   export RAGCHAT_DATA_DIR=/tmp/appdata LLM_BACKEND=vllm VLLM_BASE_URL=http://127.0.0.1:8000/v1 \
     VLLM_MODEL="$MODEL_NAME"
-  python3 -m ragchat.cli.main ingest tests/data/chat_corpus
+  python3 -m ragchat ingest tests/data/chat_corpus
   setsid nohup python3 -m uvicorn app.main:app --host 127.0.0.1 --port 8080 > /tmp/app.log 2>&1 < /dev/null &
   wait_http http://127.0.0.1:8080/health 120 || { tail -50 /tmp/app.log; exit 1; }
   for backend in vllm app; do

@@ -37,6 +37,7 @@ class Services:
 
     async def aclose(self) -> None:
         """Release everything this container opened."""
+        self.metrics.close()
         await self.llm.aclose()
         await self.retriever.aclose()
         await anyio.to_thread.run_sync(self.store.close)

@@ -3,6 +3,11 @@
 Nothing is registered globally, so several apps (tests) live side by side. Every label takes values from a
 fixed set (unknown values become "other"), so the number of series stays bounded.
 
+Several worker processes (`ragchat serve --workers N`): prometheus_client's multiprocess mode, switched on
+by `PROMETHEUS_MULTIPROC_DIR` (an empty folder, set before the workers start; `ragchat serve` makes one).
+Each worker then writes its values to files there, and `/metrics`, whichever worker answers it, reports the
+sum over all workers (`ragchat_http_requests_in_progress` over the live ones).
+
 Exported (Prometheus naming, seconds and `_total` counters):
 
 - `ragchat_stage_duration_seconds{stage}` histogram: `query_embedding`, `retrieval` (which includes
@@ -19,13 +24,14 @@ Exported (Prometheus naming, seconds and `_total` counters):
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final, Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 Stage = Literal["query_embedding", "retrieval", "prompt_assembly", "ttft", "total"]
@@ -99,7 +105,10 @@ class AppMetrics:
             registry=registry,
         )
         self._http_in_progress = Gauge(
-            "ragchat_http_requests_in_progress", "HTTP requests being answered now.", registry=registry
+            "ragchat_http_requests_in_progress",
+            "HTTP requests being answered now.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self._files = Counter(
             "ragchat_ingested_files", "Files ingested (added or replaced).", registry=registry
@@ -108,14 +117,19 @@ class AppMetrics:
         self._failures = Counter(
             "ragchat_ingest_failures", "Files that could not be ingested.", registry=registry
         )
-        Info("ragchat_build", "Version and configuration of this ragchat instance.", registry=registry).info(
-            {
-                "version": version,
-                "python": platform.python_version(),
-                "llm_backend": llm_backend,
-                "embedding_model": embedding_model,
-            }
-        )
+        build = {
+            "version": version,
+            "python": platform.python_version(),
+            "llm_backend": llm_backend,
+            "embedding_model": embedding_model,
+        }
+        Gauge(
+            "ragchat_build_info",
+            "Version and configuration of this ragchat instance (always 1).",
+            list(build),
+            registry=registry,
+            multiprocess_mode="max",
+        ).labels(**build).set(1)
         # Every stage and error kind exists from the start, so dashboards and rate() see zeros, not gaps.
         for stage in sorted(STAGES):
             self._stage.labels(stage)
@@ -166,8 +180,21 @@ class AppMetrics:
         self._http_duration.labels(route).observe(seconds)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric above."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric above (summed over the workers, if several)."""
+        if _multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        workers = CollectorRegistry()
+        multiprocess.MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
+        return generate_latest(workers)
+
+    def close(self) -> None:
+        """Call when this process stops serving: its in-progress gauge no longer counts."""
+        if _multiprocess_dir() is not None:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def _multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
 class EmbedServerMetrics:

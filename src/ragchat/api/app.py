@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 from ragchat import __version__
 from ragchat.api import errors
 from ragchat.api.routes import chat, documents, health, metrics, search, status, ui
-from ragchat.config import Settings
+from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
 
 
@@ -42,3 +43,14 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (health, documents, search, chat, status, metrics, ui):
         app.include_router(module.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app as the environment configures it: what `uvicorn app.main:app` serves, and the factory that
+    each worker of `ragchat serve --workers N` calls. Exits with status 2 on invalid settings."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ragchat: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return create_app(settings)

@@ -7,7 +7,11 @@ client would, so it exercises what users run (and needs `ragchat serve` running,
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePath
 from typing import Any
 
@@ -25,39 +29,66 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    host: str | None = typer.Option(None, help="Interface to listen on [default: RAGCHAT_HOST or 0.0.0.0]."),
-    port: int | None = typer.Option(None, help="Port [default: RAGCHAT_PORT or 8080]."),
+    host: str | None = typer.Option(None, help="Interface to listen on (default: RAGCHAT_HOST or 0.0.0.0)."),
+    port: int | None = typer.Option(None, help="Port (default: RAGCHAT_PORT or 8080)."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="App processes sharing the port. One suits a small host; with cores to spare, 2-4 keep "
+        "answers fast for 16 users at once (measured on 16 cores: docs/deploy-l4.md). Each loads the "
+        "embedding model.",
+    ),
     log_level: str = typer.Option("info", help="uvicorn log level: debug, info, warning, error."),
 ) -> None:
     """Run the ragchat app: web UI at /, OpenAI-compatible API at /v1, document API at /api.
 
     The same app as `uvicorn app.main:app --host 0.0.0.0 --port 8080` run from the repository root.
-    The LLM server (VLLM_BASE_URL) may start before or after it.
+    The LLM server (VLLM_BASE_URL) may start before or after it. With --workers N, /metrics reports the
+    sum over all workers (through PROMETHEUS_MULTIPROC_DIR, a fresh folder made for this run unless set).
     """
     import uvicorn
 
     from ragchat.api.app import create_app
 
     settings = settings_or_exit()
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=log_level,
-        timeout_graceful_shutdown=5,
-    )
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    with _metrics_folder() as folder:
+        err_console.print(f"{workers} workers; their metrics are summed through {folder}")
+        uvicorn.run("ragchat.api.app:app_from_environment", factory=True, workers=workers, **options)
+
+
+@contextmanager
+def _metrics_folder() -> Iterator[str]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers: the one set, or a new empty folder, removed afterwards."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        return
+    with tempfile.TemporaryDirectory(prefix="ragchat-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield folder
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def ask(
     question: str = typer.Argument(..., help="The question, in quotes."),
     collection: str | None = typer.Option(
-        None, "--collection", "-c", help="Collection to answer from [default: RAGCHAT_DEFAULT_COLLECTION]."
+        None, "--collection", "-c", help="Collection to answer from (default: RAGCHAT_DEFAULT_COLLECTION)."
     ),
     url: str | None = typer.Option(
-        None, help="The app's OpenAI-compatible base URL [default: http://127.0.0.1:RAGCHAT_PORT/v1]."
+        None, help="The app's OpenAI-compatible base URL (default: http://127.0.0.1:RAGCHAT_PORT/v1)."
     ),
     max_tokens: int | None = typer.Option(
-        None, min=1, help="Longest answer, in tokens [default: LLM_MAX_TOKENS]."
+        None, min=1, help="Longest answer, in tokens (default: LLM_MAX_TOKENS)."
     ),
 ) -> None:
     """Ask a question: the answer streams in, then the passages it cites are listed.

@@ -114,7 +114,7 @@ def ingest(
         None,
         "--collection",
         "-c",
-        help="Collection to add the documents to [default: RAGCHAT_DEFAULT_COLLECTION].",
+        help="Collection to add the documents to (default: RAGCHAT_DEFAULT_COLLECTION).",
     ),
 ) -> None:
     """Ingest .md, .txt, .html, .pdf and .docx files into a collection.

@@ -55,10 +55,8 @@ def convex_fusion(
     for the others. Ranks are 1-based, None where the list lacks the id.
     """
     sides = [
-        (_standardised(hits, candidates), weight, side)
-        for side, (hits, weight) in enumerate(
-            ((keyword_hits, 1.0 - vector_weight), (vector_hits, vector_weight))
-        )
+        (_standardised(hits, candidates), weight)
+        for hits, weight in ((keyword_hits, 1.0 - vector_weight), (vector_hits, vector_weight))
         if hits
     ]
     ranks: dict[str, list[int | None]] = {}
@@ -66,7 +64,7 @@ def convex_fusion(
         for rank, (item, _) in enumerate(hits, start=1):
             ranks.setdefault(item, [None, None])[side] = rank
     fused = {
-        item: sum(weight * scores.get(item, floor) for (scores, floor), weight, _ in sides) for item in ranks
+        item: sum(weight * scores.get(item, floor) for (scores, floor), weight in sides) for item in ranks
     }
     ordered = sorted(fused, key=lambda item: (-fused[item], item))
     return [(item, fused[item], ranks[item][0], ranks[item][1]) for item in ordered]

@@ -2,8 +2,8 @@
 
 The index is derived data, like the store's vector matrix: the SQLite file holds the chunks, and the store
 builds this index from them and updates it whenever a collection's generation moves (see `sqlite.py`). A
-crash can therefore never leave it disagreeing with the data: a new process builds it again (about 2 s per
-100,000 chunks on two cores).
+crash can therefore never leave it disagreeing with the data: a new process builds it again (with the
+vectors, about 3 s per 100,000 chunks on two cores).
 
 Why tantivy and not SQLite's FTS5 (which ragchat used first): FTS5 took ~100 ms of CPU for a natural
 question at 100k chunks, or 13-15 ms when only the rarest words were searched; tantivy takes ~2 ms with
@@ -30,7 +30,7 @@ _WRITER_HEAP_BYTES = 64_000_000
 
 
 def _english_analyzer() -> tantivy.TextAnalyzer:
-    """Words split at anything not a letter or digit, lowercased, accents folded, Porter-stemmed (English).
+    """Words split at anything not a letter or digit, lowercased, accents folded, stemmed (Snowball English).
 
     `os.path.join` gives `os`, `path`, `join`; `dirs_exist_ok` gives `dir`, `exist`, `ok`; `Café` `cafe`.
     """
