@@ -76,7 +76,6 @@ COLLECTION = "default"
 SECTION_START = "<!-- search-latency:start -->"
 SECTION_END = "<!-- search-latency:end -->"
 MACHINE = "2-core x86_64 CPU, 24 GB, no GPU"
-UNLIMITED = 10**12
 
 
 def log(message: str) -> None:

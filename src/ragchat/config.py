@@ -149,7 +149,7 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
-        """The SQLite database holding documents, chunks, vectors and the keyword index."""
+        """The SQLite database holding documents, chunks and vectors (search indexes are built from it)."""
         return self.data_dir / "ragchat.sqlite3"
 
     @property

@@ -1,4 +1,4 @@
-"""Durable storage of documents, chunks, vectors and the keyword index, behind one narrow interface.
+"""Durable storage of documents, chunks and vectors, and search over them, behind one narrow interface.
 
 The interface is what a PostgreSQL/pgvector store would also implement: every write that changes a
 document is one transaction (`replace_document`, `delete_document`), and the two searches return chunk
@@ -19,7 +19,7 @@ class StoreError(Exception):
 
 
 class ChunkStore(Protocol):
-    """Documents grouped in collections, their chunks, vectors and keyword index."""
+    """Documents grouped in collections, their chunks and vectors, searchable by keyword and by vector."""
 
     def find_document(self, collection: str, path: str) -> DocumentRecord | None:
         """The document stored for `path` in `collection`, if any."""
