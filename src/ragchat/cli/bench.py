@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ragchat.bench.client import ServerProblem
-from ragchat.bench.compare import compare_table, summary_lines
-from ragchat.bench.config import (
+from ragchat.cli.common import console, err_console, settings_or_exit
+from ragchat.inference_bench.client import ServerProblem
+from ragchat.inference_bench.compare import compare_table, summary_lines
+from ragchat.inference_bench.config import (
     OPENAI_BASE_URL,
     Backend,
     BenchConfig,
@@ -31,9 +32,14 @@ from ragchat.bench.config import (
     parse_float_list,
     parse_int_list,
 )
-from ragchat.bench.report import console_tables, headline_lines, load_record, with_slo, write_outputs
-from ragchat.bench.runner import BenchRunner, StepResult
-from ragchat.cli.common import console, err_console, settings_or_exit
+from ragchat.inference_bench.report import (
+    console_tables,
+    headline_lines,
+    load_record,
+    with_slo,
+    write_outputs,
+)
+from ragchat.inference_bench.runner import BenchRunner, StepResult
 
 METRICS_HELP = (
     "Metrics are defined as vLLM's `vllm bench serve` defines them: TTFT = time to the first streamed chunk "

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ragchat.bench.report import Record, prefix_line
+from ragchat.inference_bench.report import Record, prefix_line
 
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("TTFT p50 ms", "ttft_ms", "p50"),
