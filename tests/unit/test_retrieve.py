@@ -29,7 +29,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
         "## Cooling\n\nLet the device rest for ten minutes before restarting it.",
     )
     chunk_store = SqliteChunkStore(folder / "ragchat.sqlite3")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=folder / "data")  # type: ignore[call-arg]
     chunker = Chunker(create_token_counter(settings), settings.chunk_tokens, settings.chunk_overlap_tokens)
     IngestService(chunk_store, embedder, chunker, load_document, max_file_bytes=1 << 20).ingest_paths(
         [folder / "corpus"], collection="default"
@@ -40,7 +40,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
 
 @pytest.fixture(scope="module")
 def retriever(store: SqliteChunkStore, embedder: Embedder) -> HybridRetriever:
-    return HybridRetriever(store, embedder)
+    default_weight = Settings.model_fields["hybrid_vector_weight"].default
+    return HybridRetriever(store, embedder, vector_weight=default_weight)
 
 
 def test_convex_fusion_standardises_each_list_and_weighs_the_sides() -> None:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ragchat.cli.common import console, err_console, settings_or_exit
+from ragchat.cli.common import console, err_console, print_table, settings_or_exit, stdout_is_terminal
 from ragchat.inference_bench.client import ServerProblem
 from ragchat.inference_bench.compare import compare_table, summary_lines
 from ragchat.inference_bench.config import (
@@ -37,6 +37,7 @@ from ragchat.inference_bench.report import (
     headline_lines,
     load_record,
     with_slo,
+    workload_names,
     write_outputs,
 )
 from ragchat.inference_bench.runner import BenchRunner, StepResult
@@ -283,9 +284,8 @@ def _show(record: dict[str, Any]) -> None:
         f"vLLM {server['vllm_version'] or 'version not exposed'}",
         markup=False,
     )
-    out = console if console.is_terminal else Console(width=150)
-    for table in console_tables(record):
-        out.print(table)
+    for workload, table in zip(workload_names(record), console_tables(record), strict=True):
+        print_table(table, prefix={"workload": workload})
     for line in headline_lines(record):
         console.print(line, style="bold", markup=False, soft_wrap=True)
 
@@ -327,7 +327,7 @@ def compare_command(
         raise fail(str(exc), 2) from None
     for line in summary_lines(a, b):
         console.print(line, markup=False, soft_wrap=True)
-    console.print(compare_table(a, b))
+    print_table(compare_table(a, b, every_row=not stdout_is_terminal()))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ragchat.cli.common import console, err_console, fail, settings_or_exit
+from ragchat.cli.common import err_console, fail, print_table, settings_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -102,7 +102,7 @@ def ask(
     except _AskError as exc:
         raise fail(str(exc)) from None
     if sources:
-        console.print(_sources_table(sources))
+        print_table(_sources_table(sources))
 
 
 class _AskError(Exception):

@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ragchat.cli.common import console, err_console, fail, settings_or_exit
+from ragchat.cli.common import console, err_console, fail, print_table, settings_or_exit
 from ragchat.config import Settings
 from ragchat.container import Services, build_services, open_store
 from ragchat.core.ingest import FileOutcome, InvalidCollectionName, check_collection_name
@@ -161,7 +161,7 @@ def ingest(
         ("time", f"{seconds:.1f} s"),
     ):
         summary.add_row(label, str(value))
-    console.print(summary)
+    print_table(summary)
     if report.skipped:
         console.print(f"[bold yellow]Skipped {len(report.skipped)} file(s):[/bold yellow]")
         for path, reason in report.skipped[:_SKIPPED_SHOWN]:
@@ -244,17 +244,7 @@ def list_documents(
     records = _with_store(settings, lambda store: store.list_documents(collection))
     if as_json:
         for record in records:
-            line = {
-                "id": record.id,
-                "collection": record.collection,
-                "path": record.path,
-                "title": record.title,
-                "chunk_count": record.chunk_count,
-                "char_count": record.char_count,
-                "content_hash": record.content_hash,
-                "created_at": record.created_at,
-            }
-            typer.echo(json.dumps(line, ensure_ascii=False))
+            typer.echo(json.dumps(record.as_dict(), ensure_ascii=False))
         return
     if not records:
         console.print("No documents yet. Add some with: ragchat ingest PATH")
@@ -268,7 +258,7 @@ def list_documents(
     for record in records:
         created = record.created_at[:16].replace("T", " ")
         table.add_row(record.id, record.collection, record.path, str(record.chunk_count), created)
-    console.print(table)
+    print_table(table)
 
 
 @documents_app.command(name="delete")
@@ -395,4 +385,4 @@ def evaluate(
         table.add_column(column, justify="right" if column != "mode" else "left")
     for score in scores:
         table.add_row(score.mode, f"{score.hit_at_k:.3f}", f"{score.mrr:.3f}")
-    console.print(table)
+    print_table(table)

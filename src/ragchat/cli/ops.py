@@ -11,7 +11,8 @@ from typing import Annotated, cast
 import typer
 from rich.table import Table
 
-from ragchat.cli.common import console, err_console, fail, settings_or_exit
+from ragchat.cli.common import console, err_console, fail, print_table, settings_or_exit
+from ragchat.config import EMBEDDING_RUNTIMES, EmbeddingRuntime
 from ragchat.infra.embeddings import ModelNotAvailable
 from ragchat.infra.llm.vllm_metrics import (
     INDICATORS,
@@ -20,8 +21,6 @@ from ragchat.infra.llm.vllm_metrics import (
     metrics_url_for,
     read_status,
 )
-
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +54,7 @@ def status(
     if as_json:
         console.print_json(json.dumps({"metrics_url": url, "vllm": result.as_dict()}))
         return
-    console.print(_status_table(url, result))
+    print_table(_status_table(url, result))
 
 
 def _status_table(url: str, result: VllmStatus) -> Table:
@@ -117,20 +116,20 @@ def embed_server(
     """
     import uvicorn
 
-    from ragchat.embed_server.app import Runtime, create_embed_app, default_model_names, prepare_models
+    from ragchat.embed_server.app import create_embed_app, default_model_names, prepare_models
 
     # torch's OpenMP threads spin-wait between calls by default. With the model called from a thread other
     # than the event loop's, that starved the loop: ~1 s instead of ~15 ms per one-text request on 2 busy
     # cores (measured). Passive waiting costs nothing measurable; it must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if runtime not in RUNTIMES:
-        raise fail(f"--runtime must be one of {', '.join(RUNTIMES)} (got {runtime!r})", code=2)
+    if runtime not in EMBEDDING_RUNTIMES:
+        raise fail(f"--runtime must be one of {', '.join(EMBEDDING_RUNTIMES)} (got {runtime!r})", code=2)
     settings = settings_or_exit()
     names = model or default_model_names(settings)
     if _port_taken(host, port):
         raise fail(f"port {port} on {host} is already in use; choose another with --port")
     try:
-        models = prepare_models(settings, names, cast(Runtime, runtime))
+        models = prepare_models(settings, names, cast(EmbeddingRuntime, runtime))
     except ModelNotAvailable as exc:
         raise fail(str(exc)) from None
     app = create_embed_app(models, max_batch_texts=max_batch, max_wait_s=max_wait_ms / 1000)

@@ -39,16 +39,7 @@ class DocumentOut(BaseModel):
 
     @classmethod
     def of(cls, record: DocumentRecord) -> DocumentOut:
-        return cls(
-            id=record.id,
-            collection=record.collection,
-            path=record.path,
-            title=record.title,
-            chunk_count=record.chunk_count,
-            char_count=record.char_count,
-            content_hash=record.content_hash,
-            created_at=record.created_at,
-        )
+        return cls.model_validate(record.as_dict())
 
 
 class UploadResult(BaseModel):

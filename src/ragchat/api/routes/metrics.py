@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request, Response
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ragchat.api.deps import services_of
 from ragchat.observability import CONTENT_TYPE, AppMetrics
 
 router = APIRouter(tags=["operations"])
 
 
-def _metrics_of(request_app: object) -> AppMetrics | None:
-    services = getattr(getattr(request_app, "state", None), "services", None)
-    return getattr(services, "metrics", None)
+def _metrics_of(app: Starlette) -> AppMetrics | None:
+    services = services_of(app)
+    return services.metrics if services is not None else None
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -32,7 +34,7 @@ class HttpMetricsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = _metrics_of(scope.get("app")) if scope["type"] == "http" else None
+        metrics = _metrics_of(scope["app"]) if scope["type"] == "http" else None
         if metrics is None:
             await self.app(scope, receive, send)
             return

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import anyio.to_thread
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -11,19 +9,23 @@ from pydantic import BaseModel, Field
 from ragchat.api.deps import ServicesDep
 from ragchat.api.errors import ApiError
 from ragchat.api.routes.documents import collection_or_400
+from ragchat.config import Settings
+from ragchat.core.retrieve import SearchMode
 from ragchat.infra.embeddings import EmbeddingError
 
 router = APIRouter(tags=["search"])
+_DEFAULT_VECTOR_WEIGHT = Settings.model_fields["hybrid_vector_weight"].default
 
 
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000, description="What to look for, in plain words")
     k: int = Field(5, ge=1, le=50, description="How many passages to return")
     collection: str | None = Field(None, description="Collection to search (default: the server's default)")
-    mode: Literal["hybrid", "vector", "keyword"] = Field(
+    mode: SearchMode = Field(
         "hybrid",
         description="hybrid = BM25 and vector scores, each standardised over its candidates (z-scores), "
-        "combined 40/60 (RAGCHAT_HYBRID_VECTOR_WEIGHT)",
+        f"then weighted: the vector side by RAGCHAT_HYBRID_VECTOR_WEIGHT ({_DEFAULT_VECTOR_WEIGHT} by "
+        "default), the keyword side by the rest",
     )
 
 

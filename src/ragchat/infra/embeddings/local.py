@@ -38,6 +38,9 @@ class SentenceTransformerEmbedder:
         """Load the weights now (startup) instead of on the first `embed`."""
         self._loaded()
 
+    def close(self) -> None:
+        """Nothing to release: the loaded model is memory that goes with this object."""
+
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of each model token in `text`, special tokens excluded."""
         return self._tokenizer.token_offsets(text)

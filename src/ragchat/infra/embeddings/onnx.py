@@ -77,6 +77,9 @@ class OnnxEmbedder:
         """Export (first time only) and open the ONNX model now instead of on the first `embed`."""
         self._loaded()
 
+    def close(self) -> None:
+        """Nothing to release: the loaded model is memory that goes with this object."""
+
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of each model token in `text`, special tokens excluded."""
         return self._tokenizer.token_offsets(text)
