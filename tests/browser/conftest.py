@@ -121,10 +121,13 @@ class PageProblems:
 
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[..., tuple[Page, PageProblems]]]:
-    """`page, problems = open_page(app, width=1280, height=800)`: a fresh browser context on the app's UI."""
+    """`page, problems = open_page(app, width=1280, height=800, path="/")`: a fresh browser context on a page
+    of the app (the UI by default)."""
     contexts = []
 
-    def open_(app: LiveApp, *, width: int = 1280, height: int = 800) -> tuple[Page, PageProblems]:
+    def open_(
+        app: LiveApp, *, width: int = 1280, height: int = 800, path: str = "/"
+    ) -> tuple[Page, PageProblems]:
         context = browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(UI_TIMEOUT_MS)
         expect.set_options(timeout=UI_TIMEOUT_MS)
@@ -146,7 +149,7 @@ def open_page(browser: Browser) -> Iterator[Callable[..., tuple[Page, PageProble
                 else problems.foreign_requests.append(request.url)
             ),
         )
-        page.goto(app.url + "/")
+        page.goto(app.url + path)
         return page, problems
 
     yield open_

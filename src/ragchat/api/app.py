@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from ragchat import __version__
 from ragchat.api import errors
-from ragchat.api.routes import chat, documents, health, metrics, search, status, ui
+from ragchat.api.routes import chat, docs, documents, health, metrics, search, status, ui
 from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
 
@@ -36,11 +36,13 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Ask your documents; get cited answers from your own LLM.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by routes/docs.py instead of from a CDN
+        redoc_url=None,  # ReDoc also comes from a CDN; /docs covers it
     )
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(metrics.HttpMetricsMiddleware)
-    for module in (health, documents, search, chat, status, metrics, ui):
+    for module in (health, documents, search, chat, status, metrics, docs, ui):
         app.include_router(module.router)
     return app
 
