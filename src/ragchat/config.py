@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     local_embedding_runtime: EmbeddingRuntime = Field(
         "onnx",
         validation_alias="LOCAL_EMBEDDING_RUNTIME",
-        description="How the local model runs: onnx (ONNX Runtime fp32, torch's vectors, ~3x faster "
+        description="How the local model runs: onnx (ONNX Runtime fp32, torch's vectors, faster "
         "per query; exported once on first use), onnx-int8 (faster, vectors differ slightly) or torch "
         "(sentence-transformers, the reference implementation).",
     )

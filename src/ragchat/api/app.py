@@ -24,8 +24,8 @@ def create_app(settings: Settings) -> FastAPI:
         services = await build_services(settings)
         app.state.services = services
         try:
-            # The default collection's search indexes are built now (about 1 s per 30,000 chunks on two
-            # cores), not by the first search after a start.
+            # The default collection's search indexes are built now, not by the first search after a start
+            # (docs/benchmarks.md, "Search latency", measures how long that takes).
             await anyio.to_thread.run_sync(services.store.prepare_search, settings.default_collection)
             yield
         finally:

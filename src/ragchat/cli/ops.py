@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 from typing import Annotated, cast
 
@@ -101,7 +100,7 @@ def embed_server(
         typer.Option(
             help="torch (sentence-transformers; default: fastest with batches, see docs/benchmarks.md), onnx "
             "(ONNX Runtime, same vectors; faster for single texts) or onnx-int8 (faster still, vectors "
-            "differ slightly: cosine ~0.99)."
+            "differ slightly; docs/benchmarks.md)."
         ),
     ] = "torch",
     max_batch: Annotated[int, typer.Option(min=1, help="Most texts encoded in one model call.")] = 256,
@@ -117,11 +116,9 @@ def embed_server(
     import uvicorn
 
     from ragchat.embed_server.app import create_embed_app, default_model_names, prepare_models
+    from ragchat.infra.embeddings.local import wait_passively_in_openmp
 
-    # torch's OpenMP threads spin-wait between calls by default. With the model called from a thread other
-    # than the event loop's, that starved the loop: ~1 s instead of ~15 ms per one-text request on 2 busy
-    # cores (measured). Passive waiting costs nothing measurable; it must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    wait_passively_in_openmp()
     if runtime not in EMBEDDING_RUNTIMES:
         raise fail(f"--runtime must be one of {', '.join(EMBEDDING_RUNTIMES)} (got {runtime!r})", code=2)
     settings = settings_or_exit()

@@ -6,8 +6,8 @@ quantizes that export; later runs load the cached files and need neither torch n
 Encoding = the model's fast tokenizer, ONNX Runtime, the model's pooling (mean or CLS) and L2
 normalisation, mirroring sentence-transformers.
 
-int8 choice (measured on this machine, see docs/design-choices.md): default `quantize_dynamic` loses too
-much (cosine 0.93 to torch); per-channel weights on MatMul only keeps cosine ~0.99 at ~3.6x torch speed.
+int8 choice (docs/design-choices.md, "Embedding runtimes"): default `quantize_dynamic` moves the vectors
+too far from torch's; per-channel weights on MatMul only keeps them close and still runs faster than fp32.
 """
 
 from __future__ import annotations
