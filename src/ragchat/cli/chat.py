@@ -35,7 +35,7 @@ def serve(
         1,
         min=1,
         help="App processes sharing the port. One suits a small host; with cores to spare, 2-4 keep "
-        "answers fast for 16 users at once (docs/benchmarks.md, \"GPU validation\"). Each loads the "
+        'answers fast for 16 users at once (docs/benchmarks.md, "GPU validation"). Each loads the '
         "embedding model.",
     ),
     log_level: str = typer.Option("info", help="uvicorn log level: debug, info, warning, error."),
