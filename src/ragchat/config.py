@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         validation_alias="RAGCHAT_DATA_DIR",
         description="Where the database and caches live (RAGCHAT_DATA_DIR).",
     )
+    database_url: str | None = Field(
+        None,
+        validation_alias="RAGCHAT_DATABASE_URL",
+        description="Where every durable row lives: unset, one SQLite file under RAGCHAT_DATA_DIR; "
+        "postgresql://USER:PASSWORD@HOST/DB (any libpq form, e.g. postgresql:///DB?host=/run/postgresql) "
+        "for a PostgreSQL server shared by several app replicas.",
+    )
     model_cache_dir: Path | None = Field(
         None,
         validation_alias="RAGCHAT_MODEL_CACHE_DIR",
@@ -183,6 +190,11 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """The SQLite database holding documents, chunks and vectors (search indexes are built from it)."""
         return self.data_dir / "ragchat.sqlite3"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL of the database (RAGCHAT_DATABASE_URL, else the SQLite file)."""
+        return self.database_url or f"sqlite:///{self.database_path}"
 
     @property
     def models_dir(self) -> Path:
