@@ -52,6 +52,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, vllm_server: VllmServer) 
         vllm_model=vllm_server.model,
         llm_max_tokens=48,  # short answers: the CPU model is slow
         llm_temperature=0.0,
+        max_request_kb=16
+        * 1024,  # lets a 10 MB message reach the chat's own limits (the default stops it first)
     )
 
 
@@ -260,6 +262,7 @@ async def test_an_unknown_model_name_is_a_404_not_the_default_collection(client:
 
 
 async def test_a_ten_megabyte_message_is_refused_before_tokenizing_while_health_answers(app_url: str) -> None:
+    """The chat's limits, not the request-size limit (raised for this module), refuse it."""
     huge = {"model": "ragchat", "messages": [{"role": "user", "content": "Why? " + "x" * 10_000_000}]}
     async with httpx.AsyncClient(base_url=app_url, timeout=120) as http:
         refused, health = await asyncio.gather(
