@@ -48,7 +48,7 @@ from ragchat.core.chat import (
     Source,
     SourcesEvent,
 )
-from ragchat.core.errors import RequestRefused
+from ragchat.core.errors import RequestRefused, UnknownModel
 from ragchat.infra.embeddings import EmbeddingError
 from ragchat.infra.llm import LLMError, TokenUsage
 
@@ -130,9 +130,14 @@ async def chat_completions(
     """
     chat = services.chat
     try:
+        collection = body.requested_collection(services.settings.model_aliases)
+    except UnknownModel as exc:
+        services.metrics.error("not_found")
+        raise api_error(exc) from None
+    try:
         prepared = await chat.prepare(
             body.conversation(),
-            collection=body.requested_collection(services.settings.model_aliases),
+            collection=collection,
             max_tokens=body.answer_tokens(),
             temperature=body.temperature,
         )
