@@ -129,8 +129,40 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest wait for the next bytes from the LLM (first token included).",
     )
-    llm_max_tokens: int = Field(512, validation_alias="LLM_MAX_TOKENS", ge=1)
+    llm_max_tokens: int = Field(
+        512,
+        validation_alias="LLM_MAX_TOKENS",
+        ge=1,
+        description="Answer length in tokens when a request names none, and the most a request may name "
+        "(a larger max_tokens is lowered to it).",
+    )
     llm_temperature: float = Field(0.2, validation_alias="LLM_TEMPERATURE", ge=0, le=2)
+
+    # --- chat requests -----------------------------------------------------------------------------
+    max_question_chars: int = Field(
+        32_000,
+        validation_alias="RAGCHAT_MAX_QUESTION_CHARS",
+        ge=1,
+        description="Longest question (the last user message) in characters; checked before tokenizing.",
+    )
+    max_history_messages: int = Field(
+        100,
+        validation_alias="RAGCHAT_MAX_HISTORY_MESSAGES",
+        ge=0,
+        description="Most user and assistant messages a chat request may send before its question.",
+    )
+    max_history_chars: int = Field(
+        200_000,
+        validation_alias="RAGCHAT_MAX_HISTORY_CHARS",
+        ge=0,
+        description="Most characters of all the messages before the question, together.",
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias="RAGCHAT_MODEL_ALIASES",
+        description="Extra model names a chat request may use, each naming a collection, as a JSON object: "
+        '{"gpt-4o-mini": "handbook"}. Other names than `ragchat` and `ragchat/<collection>` answer 404.',
+    )
 
     # --- HTTP --------------------------------------------------------------------------------------
     host: str = Field("0.0.0.0", validation_alias="RAGCHAT_HOST")

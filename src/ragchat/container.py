@@ -10,7 +10,7 @@ import anyio.to_thread
 
 from ragchat import __version__
 from ragchat.config import Settings
-from ragchat.core.chat import ChatService
+from ragchat.core.chat import ChatLimits, ChatService
 from ragchat.core.chunking import Chunker
 from ragchat.core.ingest import IngestService
 from ragchat.core.retrieve import HybridRetriever
@@ -128,6 +128,11 @@ async def build_services(settings: Settings) -> Services:
         retrieval_k=settings.retrieval_k,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
+        limits=ChatLimits(
+            max_question_chars=settings.max_question_chars,
+            max_history_messages=settings.max_history_messages,
+            max_history_chars=settings.max_history_chars,
+        ),
         metrics=metrics,
     )
     return Services(

@@ -1,14 +1,60 @@
 """The one JSON error shape of ragchat's API, OpenAI-style so OpenAI clients understand it:
 
 {"error": {"message": "...", "type": "invalid_request_error", "code": "file_too_large"}}
+
+`ERRORS` is the one table from the errors of the use cases and adapters (`ragchat.core.errors`,
+`ragchat.infra.llm`, `ragchat.infra.embeddings`) to an HTTP status and a `code`; `api_error` applies it,
+for JSON responses and SSE error events alike. Anything else that escapes a route is a 500 whose message
+names nothing inside the server; the details go to the server log.
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragchat.core.errors import (
+    CollectionNotFound,
+    HistoryTooLong,
+    InvalidConversation,
+    QuestionTooLong,
+    RequestRefused,
+    UnknownModel,
+)
+from ragchat.infra.embeddings import EmbeddingError
+from ragchat.infra.llm import (
+    LLMError,
+    LLMModelNotFound,
+    LLMRequestRejected,
+    LLMStreamBroken,
+    LLMTimeout,
+    LLMUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR_MESSAGE = "internal error; the server log has the details"
+
+ERRORS: dict[type[Exception], tuple[int, str]] = {
+    RequestRefused: (400, "invalid_request"),
+    InvalidConversation: (400, "invalid_request"),
+    QuestionTooLong: (400, "question_too_long"),
+    HistoryTooLong: (400, "history_too_long"),
+    CollectionNotFound: (404, "collection_not_found"),
+    UnknownModel: (404, "model_not_found"),
+    EmbeddingError: (503, "embedding_unavailable"),
+    LLMError: (500, LLMError.code),
+    LLMUnavailable: (503, LLMUnavailable.code),
+    LLMTimeout: (504, LLMTimeout.code),
+    LLMModelNotFound: (503, LLMModelNotFound.code),
+    LLMRequestRejected: (400, LLMRequestRejected.code),
+    LLMStreamBroken: (502, LLMStreamBroken.code),
+}
+"""HTTP status and `code` of each error class; a class not listed takes its nearest listed base's."""
 
 
 class ApiError(Exception):
@@ -20,6 +66,12 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.type = type_ or _type_for(status_code)
+
+
+def api_error(exc: RequestRefused | LLMError | EmbeddingError) -> ApiError:
+    """The HTTP error `ERRORS` gives `exc`, with its message (which each of these writes for the user)."""
+    status, code = next(ERRORS[kind] for kind in type(exc).__mro__ if kind in ERRORS)
+    return ApiError(status, code, str(exc))
 
 
 def _type_for(status_code: int) -> str:
@@ -44,6 +96,13 @@ def install(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.status_code, exc.code, exc.message, exc.type), exc.status_code)
 
+    @app.exception_handler(RequestRefused)
+    @app.exception_handler(LLMError)
+    @app.exception_handler(EmbeddingError)
+    async def _mapped_error(_: Request, exc: RequestRefused | LLMError | EmbeddingError) -> JSONResponse:
+        error = api_error(exc)
+        return JSONResponse(error_body(error.status_code, error.code, error.message), error.status_code)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
@@ -58,5 +117,6 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body(exc.status_code, code, str(exc.detail)), exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body(500, "internal_error", f"internal error: {type(exc).__name__}"), 500)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body(500, "internal_error", INTERNAL_ERROR_MESSAGE), 500)

@@ -77,6 +77,12 @@ def _standardised(hits: list[tuple[str, float]], candidates: int) -> tuple[dict[
     return {item: (score - mean) / deviation for item, score in hits}, (min(scores) - mean) / deviation
 
 
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first exception of `group` that is not itself a group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 class HybridRetriever:
     """Finds the passages of a collection that best answer a query."""
 
@@ -105,6 +111,7 @@ class HybridRetriever:
 
         `mode`: "hybrid" (both, fused; `score` is the fused z-score), "vector" (`score` is the cosine
         similarity) or "keyword" (`score` is the BM25 score, higher is better).
+        Raises `EmbeddingError` when the query cannot be embedded (itself, not in an exception group).
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
@@ -128,11 +135,14 @@ class HybridRetriever:
                 vector = await self._embed_query(query)
             vector_hits = await anyio.to_thread.run_sync(self._store.vector_search, collection, vector, pool)
 
-        async with anyio.create_task_group() as group:
-            if mode in ("hybrid", "keyword"):
-                group.start_soon(run_keyword)
-            if mode in ("hybrid", "vector"):
-                group.start_soon(run_vector)
+        try:
+            async with anyio.create_task_group() as group:
+                if mode in ("hybrid", "keyword"):
+                    group.start_soon(run_keyword)
+                if mode in ("hybrid", "vector"):
+                    group.start_soon(run_vector)
+        except ExceptionGroup as failures:  # callers handle the failure itself (e.g. an `EmbeddingError`)
+            raise _first_leaf(failures) from None
 
         if mode == "keyword":
             return await self._passages(
