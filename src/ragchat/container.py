@@ -16,7 +16,7 @@ from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
-from ragchat.infra.loaders import load_document
+from ragchat.infra.parsing import ParserPool
 from ragchat.infra.store import ChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from ragchat.observability import AppMetrics
@@ -34,10 +34,12 @@ class Services:
     metrics: AppMetrics
     llm: ChatModel
     chat: ChatService
+    parsers: ParserPool
 
     async def aclose(self) -> None:
         """Release everything this container opened."""
         self.metrics.close()
+        await anyio.to_thread.run_sync(self.parsers.close)
         await self.llm.aclose()
         await self.retriever.aclose()
         await anyio.to_thread.run_sync(self.store.close)
@@ -84,13 +86,15 @@ async def build_services(settings: Settings) -> Services:
     except BaseException:
         await anyio.to_thread.run_sync(store.close)
         raise
+    parsers = ParserPool.from_settings(settings)  # starts its processes on first use
     ingest = IngestService(
         store,
         embedder,
         chunker,
-        load_document,
+        parsers.parse,
         max_file_bytes=settings.max_file_bytes,
         batch_chunks=4 * settings.embedding_batch_size,
+        max_concurrent_uploads=settings.parse_workers,
         metrics=metrics,
     )
     retriever = HybridRetriever(store, embedder, vector_weight=settings.hybrid_vector_weight, metrics=metrics)
@@ -118,4 +122,5 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         llm=llm,
         chat=chat,
+        parsers=parsers,
     )
