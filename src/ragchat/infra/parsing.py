@@ -30,6 +30,7 @@ from ragchat.infra.loaders import BadFile, LoadError, OverLimit, ParseLimits, Un
 logger = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
+_START_TIMEOUT_S = 120.0  # importing the parser libraries; slow only on a very busy machine
 _ERRORS: dict[str, type[LoadError]] = {
     "UnsupportedFile": UnsupportedFile,
     "BadFile": BadFile,
@@ -173,7 +174,14 @@ class ParserPool:
         )
         process.start()
         child.close()
-        return _Worker(process, parent)
+        worker = _Worker(process, parent)
+        try:  # the time limit is for parsing, so wait here for the imports to finish
+            if parent.poll(_START_TIMEOUT_S) and parent.recv() == ("ready", None):
+                return worker
+        except (EOFError, OSError):
+            pass
+        worker.stop()
+        raise RuntimeError(f"a parser process did not start within {_START_TIMEOUT_S:g} s")
 
 
 class _WorkerLost(OverLimit):
@@ -184,6 +192,7 @@ def _serve(connection: Connection, limits: ParseLimits, memory_bytes: int) -> No
     """A worker's loop: parse each `(name, data)` received, answer `(kind, value)`; exit on EOF."""
     _import_parsers()
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    connection.send(("ready", None))
     while True:
         try:
             name, data = connection.recv()
