@@ -64,6 +64,51 @@ class Settings(BaseSettings):
         50.0, validation_alias="RAGCHAT_MAX_FILE_MB", gt=0, description="Largest file ingested or uploaded."
     )
 
+    # --- parsing (each file in a worker process; see ragchat.infra.parsing) ---------------------------
+    parse_workers: int = Field(
+        2, validation_alias="RAGCHAT_PARSE_WORKERS", ge=1, le=64, description="Parser processes at most."
+    )
+    parse_timeout_s: float = Field(
+        120.0,
+        validation_alias="RAGCHAT_PARSE_TIMEOUT_S",
+        gt=0,
+        description="Longest a file may take to parse; a slower one is stopped and skipped.",
+    )
+    parse_memory_mb: int = Field(
+        1024,
+        validation_alias="RAGCHAT_PARSE_MEMORY_MB",
+        ge=256,
+        description="Address space of a parser process; a file that needs more is skipped.",
+    )
+    max_part_mb: float = Field(
+        100.0,
+        validation_alias="RAGCHAT_MAX_PART_MB",
+        gt=0,
+        description="Largest uncompressed ZIP entry (.docx) or PDF stream.",
+    )
+    max_uncompressed_mb: float = Field(
+        500.0,
+        validation_alias="RAGCHAT_MAX_UNCOMPRESSED_MB",
+        gt=0,
+        description="Largest uncompressed size of all entries of a .docx, or all streams of a PDF.",
+    )
+    max_compression_ratio: float = Field(
+        100.0,
+        validation_alias="RAGCHAT_MAX_COMPRESSION_RATIO",
+        gt=1,
+        description="Highest compression ratio of a .docx entry over 1 MB uncompressed (ZIP bombs).",
+    )
+    max_pdf_pages: int = Field(5000, validation_alias="RAGCHAT_MAX_PDF_PAGES", ge=1)
+    max_xml_elements: int = Field(
+        2_000_000,
+        validation_alias="RAGCHAT_MAX_XML_ELEMENTS",
+        ge=1,
+        description="Most XML elements in a .docx (all parts) or HTML elements in a page.",
+    )
+    max_xml_depth: int = Field(
+        200, validation_alias="RAGCHAT_MAX_XML_DEPTH", ge=8, le=1000, description="Deepest element nesting."
+    )
+
     # --- embeddings --------------------------------------------------------------------------------
     embedding_backend: Literal["local", "openai"] = Field("local", validation_alias="EMBEDDING_BACKEND")
     local_embedding_model: str = Field(

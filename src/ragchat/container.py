@@ -18,7 +18,7 @@ from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
-from ragchat.infra.loaders import load_document
+from ragchat.infra.parsing import ParserPool
 from ragchat.infra.store import ChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from ragchat.observability import AppMetrics
@@ -36,6 +36,7 @@ class Services:
     metrics: AppMetrics
     llm: ChatModel
     chat: ChatService
+    parsers: ParserPool
 
     async def aclose(self) -> None:
         """Release everything this container opened. Every part is closed even when one fails; then the
@@ -46,6 +47,7 @@ class Services:
 
         closes: list[Callable[[], Awaitable[None]]] = [
             close_metrics,
+            functools.partial(anyio.to_thread.run_sync, self.parsers.close),
             self.llm.aclose,
             self.retriever.aclose,
             functools.partial(anyio.to_thread.run_sync, self.store.close),
@@ -105,13 +107,15 @@ async def build_services(settings: Settings) -> Services:
     except BaseException:
         await anyio.to_thread.run_sync(store.close)
         raise
+    parsers = ParserPool.from_settings(settings)  # starts its processes on first use
     ingest = IngestService(
         store,
         embedder,
         chunker,
-        load_document,
+        parsers.parse,
         max_file_bytes=settings.max_file_bytes,
         batch_chunks=4 * settings.embedding_batch_size,
+        max_concurrent_uploads=settings.parse_workers,
         metrics=metrics,
     )
     retriever = HybridRetriever(store, embedder, vector_weight=settings.hybrid_vector_weight, metrics=metrics)
@@ -144,4 +148,5 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         llm=llm,
         chat=chat,
+        parsers=parsers,
     )

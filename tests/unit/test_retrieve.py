@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from ragchat.config import Settings
@@ -98,7 +99,8 @@ async def test_hybrid_fuses_both_and_returns_whole_passages(retriever: HybridRet
     assert Path(results[0].document_path).name == "errors.md"
     assert results[0].keyword_rank is not None and results[0].vector_rank is not None
     assert [p.score for p in results] == sorted((p.score for p in results), reverse=True)
-    document = load_document(Path(results[0].document_path))
+    path = Path(results[0].document_path)
+    document = load_document(path.name, await anyio.Path(path).read_bytes())
     assert document.text[results[0].start : results[0].end] == results[0].text
 
 

@@ -124,9 +124,7 @@ async def upload_documents(request: Request, services: ServicesDep) -> UploadRes
         for upload in form.files:
             data = await anyio.to_thread.run_sync(upload.read_all)
             try:
-                status, record, reason = await services.ingest.ingest_upload(
-                    upload.filename, data, collection=collection
-                )
+                outcome = await services.ingest.ingest_upload(upload.filename, data, collection=collection)
             except EmbeddingError as exc:
                 stored = ", ".join(result.filename for result in results) or "none"
                 raise ApiError(
@@ -135,10 +133,10 @@ async def upload_documents(request: Request, services: ServicesDep) -> UploadRes
             results.append(
                 UploadResult(
                     filename=upload.filename,
-                    status=status,
-                    document=None if record is None else DocumentOut.of(record),
-                    chunks=0 if record is None else record.chunk_count,
-                    reason=reason,
+                    status=outcome.status,
+                    document=None if outcome.document is None else DocumentOut.of(outcome.document),
+                    chunks=outcome.chunks,
+                    reason=outcome.reason,
                 )
             )
         return UploadResponse(results=results)
