@@ -16,6 +16,7 @@ from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
+from ragchat.infra.llm.vllm_metrics import VllmMonitor
 from ragchat.infra.loaders import load_document
 from ragchat.infra.store import ChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
@@ -34,10 +35,14 @@ class Services:
     metrics: AppMetrics
     llm: ChatModel
     chat: ChatService
+    vllm_monitor: VllmMonitor | None = None
+    """Reads vLLM's /metrics (each worker's, behind vLLM's router) for /api/status; None unless vllm."""
 
     async def aclose(self) -> None:
         """Release everything this container opened."""
         self.metrics.close()
+        if self.vllm_monitor is not None:
+            await self.vllm_monitor.aclose()
         await self.llm.aclose()
         await self.retriever.aclose()
         await anyio.to_thread.run_sync(self.store.close)
@@ -118,4 +123,14 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         llm=llm,
         chat=chat,
+        vllm_monitor=create_vllm_monitor(settings) if settings.llm_backend == "vllm" else None,
+    )
+
+
+def create_vllm_monitor(settings: Settings) -> VllmMonitor:
+    """The reader of vLLM's metrics at VLLM_BASE_URL (one server, or vLLM's router and its workers)."""
+    return VllmMonitor(
+        settings.vllm_base_url,
+        router_metrics_url=settings.vllm_router_metrics_url,
+        timeout_s=settings.llm_connect_timeout_s,
     )
