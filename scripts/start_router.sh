@@ -30,6 +30,11 @@ Options (each also settable by the environment variable shown):
                                                                       RAGCHAT_ROUTER_METRICS_PORT
   --health-check-interval SECONDS  how often the router probes each worker's /health (default 5; the
                                  router's own default is 60)          RAGCHAT_ROUTER_HEALTH_INTERVAL
+  --failover-after N             failed attempts after which the router stops sending to a worker (its
+                                 circuit breaker; default 2, the router's own is 10)
+                                                                      RAGCHAT_ROUTER_FAILOVER_AFTER
+  --retry-worker-after SECONDS   how long a failed worker is skipped before the router tries it again
+                                 (default 10; the router's own is 60)  RAGCHAT_ROUTER_RETRY_WORKER_AFTER
   --venv DIR                     the router's virtual environment (default <repo>/router-env)
                                                                       RAGCHAT_ROUTER_VENV
   --detach                       run in the background: log to --log-file, pid in --pid-file, return
@@ -52,6 +57,13 @@ Examples:
   scripts/$PROG --workers http://gpu1:8000 http://gpu2:8000 --host 0.0.0.0 --policy round_robin
   scripts/$PROG --stop
 
+Failover, as measured with vllm-router 0.1.17 and a worker killed: with the router's own defaults the
+first requests after the kill failed (500, "Request failed: error sending request") until 10 attempts had
+failed, and the router's health flag still said healthy. With --failover-after 2 the request that meets
+the dead worker is retried on another one and succeeds; an answer that was streaming from the dead worker
+ends (the connection is closed midway; ragchat turns that into an error event). A restarted worker gets
+traffic again --retry-worker-after seconds later.
+
 Each worker's /metrics stays the place for vLLM's figures (ragchat status reads them); the router's own
 metrics (vllm_router_*) are on --metrics-port. Workers the router cannot reach at start make it wait
 (up to --health-timeout); a worker that fails later is skipped until its health checks pass again.
@@ -72,6 +84,8 @@ host="${RAGCHAT_ROUTER_HOST:-127.0.0.1}"
 port="${RAGCHAT_ROUTER_PORT:-8001}"
 metrics_port="${RAGCHAT_ROUTER_METRICS_PORT:-29000}"
 health_interval="${RAGCHAT_ROUTER_HEALTH_INTERVAL:-5}"
+failover_after="${RAGCHAT_ROUTER_FAILOVER_AFTER:-2}"
+retry_after="${RAGCHAT_ROUTER_RETRY_WORKER_AFTER:-10}"
 venv="${RAGCHAT_ROUTER_VENV:-$REPO_ROOT/router-env}"
 detach=0
 log_file=""
@@ -101,6 +115,8 @@ while [[ $# -gt 0 ]]; do
     --port) need_value "$@"; port=$2; shift 2 ;;
     --metrics-port) need_value "$@"; metrics_port=$2; shift 2 ;;
     --health-check-interval) need_value "$@"; health_interval=$2; shift 2 ;;
+    --failover-after) need_value "$@"; failover_after=$2; shift 2 ;;
+    --retry-worker-after) need_value "$@"; retry_after=$2; shift 2 ;;
     --venv) need_value "$@"; venv=$2; shift 2 ;;
     --log-file) need_value "$@"; log_file=$2; shift 2 ;;
     --pid-file) need_value "$@"; pid_file=$2; shift 2 ;;
@@ -121,6 +137,8 @@ valid_port --port "$port"
 valid_port --metrics-port "$metrics_port"
 ((port != metrics_port)) || die "--port and --metrics-port must differ (both $port)"
 [[ $health_interval =~ ^[0-9]+$ ]] && ((health_interval >= 1)) || die "--health-check-interval must be whole seconds >= 1 (got '$health_interval')"
+[[ $failover_after =~ ^[0-9]+$ ]] && ((failover_after >= 1)) || die "--failover-after must be a whole number >= 1 (got '$failover_after')"
+[[ $retry_after =~ ^[0-9]+$ ]] && ((retry_after >= 1)) || die "--retry-worker-after must be whole seconds >= 1 (got '$retry_after')"
 [[ $health_timeout =~ ^[0-9]+$ ]] || die "--health-timeout must be seconds (got '$health_timeout')"
 [[ " $POLICIES " == *" $policy "* ]] || die "unknown policy '$policy' (choose one of: $POLICIES)"
 
@@ -186,6 +204,7 @@ router_cmd=(
     "$router_bin" --host "$host" --port "$port" --worker-urls "${workers[@]}" --policy "$policy"
     --prometheus-host "$host" --prometheus-port "$metrics_port"
     --health-check-interval-secs "$health_interval"
+    --cb-failure-threshold "$failover_after" --cb-timeout-duration-secs "$retry_after"
     --worker-startup-timeout-secs "$health_timeout"
     --worker-startup-check-interval 1
 )

@@ -34,6 +34,7 @@ from ragchat.infra.llm import (
     ModelInfo,
     TokenUsage,
 )
+from ragchat.infra.llm.retrying_transport import RetryingTransport
 from ragchat.infra.llm.token_counting import (
     ByteBoundCounter,
     TokenCounter,
@@ -70,7 +71,9 @@ class OpenAICompatibleChatModel:
         self._configured_model = model
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(timeout=timeout, headers=headers)
+        # vLLM's router in front may answer 500 while it fails over: see `retrying_transport`.
+        transport = RetryingTransport(httpx.AsyncHTTPTransport()) if backend == "vllm" else None
+        self._http = httpx.AsyncClient(timeout=timeout, headers=headers, transport=transport)
         self._retries = 0 if backend == "vllm" else 2
         self.reachable: bool | None = None
         self._info: ModelInfo | None = None
