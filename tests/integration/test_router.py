@@ -8,10 +8,8 @@ app in front (VLLM_BASE_URL = the router):
   down; restarted, it receives traffic again.
 
 The workers are this module's own (one is killed and restarted), started through `vllm_server_factory`.
-The router runs `--policy round_robin` here: under the launcher's default `cache_aware`, every RAG prompt
-(they share ragchat's system prompt) keeps going to the worker that already holds that prefix, so a
-restarted worker gets traffic only once the other is loaded far more (`--balance-abs-threshold`, 64
-requests): seen in the first run of this test, and the trade bench/router_policies.py measures.
+The router runs `--policy round_robin` here, so that the restarted worker's turn comes within a few
+requests; what `cache_aware` does with RAG prompts is bench/router_policies.py's subject (docs/benchmarks.md).
 """
 
 from __future__ import annotations
