@@ -1,6 +1,7 @@
 """The default `ChunkStore`: one SQLite file (standard library `sqlite3`), no server.
 
-Layout: `collections` (a generation counter per collection), `documents` and `chunks` (text, heading path,
+Layout (tables defined in `ragchat.infra.db.schema`, created and upgraded by its migrations):
+`collections` (a generation counter per collection), `documents` and `chunks` (text, heading path,
 character offsets, token count and the embedding as a float32 BLOB). The database runs in WAL mode, so
 readers never block the writer and see either the old or the new version of a document, never half of it.
 
@@ -33,69 +34,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy.exc
 from threadpoolctl import ThreadpoolController
 
 from ragchat.domain import ChunkDraft, DocumentRecord, Passage
+from ragchat.infra.db import DatabaseError, open_database, sqlite_url
 from ragchat.infra.embeddings import Vectors
 from ragchat.infra.store import StoreError
 from ragchat.infra.store.keyword_index import IndexedChunk, KeywordIndex
 
-SCHEMA_VERSION = 2
-
-# Statements, not a script: each runs inside the migration's own transaction.
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS collections (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        generation INTEGER NOT NULL DEFAULT 0
-    )""",
-    """CREATE TABLE IF NOT EXISTS documents (
-        id TEXT PRIMARY KEY,
-        collection TEXT NOT NULL REFERENCES collections(name),
-        path TEXT NOT NULL,
-        title TEXT,
-        content_hash TEXT NOT NULL,
-        chunk_count INTEGER NOT NULL,
-        char_count INTEGER NOT NULL,
-        revision INTEGER NOT NULL,
-        created_at TEXT NOT NULL,
-        UNIQUE (collection, path)
-    )""",
-    """CREATE TABLE IF NOT EXISTS chunks (
-        rowid INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        document_id TEXT NOT NULL REFERENCES documents(id),
-        collection TEXT NOT NULL,
-        ordinal INTEGER NOT NULL,
-        heading TEXT NOT NULL,
-        heading_path TEXT NOT NULL,
-        start INTEGER NOT NULL,
-        "end" INTEGER NOT NULL,
-        token_count INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        embedding BLOB NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, ordinal)",
-)
-
-# What takes a database of schema N-1 to N. Schema 1 kept an FTS5 keyword index in the file (with a
-# per-collection scope token in every chunk and a chunk count per collection to decide when to use it);
-# keyword search now runs on an index built in memory (keyword_index.py).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    2: (
-        "DROP TRIGGER IF EXISTS chunks_fts_insert",
-        "DROP TRIGGER IF EXISTS chunks_fts_delete",
-        "DROP TABLE IF EXISTS chunks_fts",
-        "ALTER TABLE chunks DROP COLUMN scope",
-        "ALTER TABLE collections DROP COLUMN chunk_count",
-    ),
-}
-
 _DOCUMENT_COLUMNS = "id, collection, path, title, content_hash, chunk_count, char_count, created_at"
+
+
+def _upgrade_schema(path: Path) -> None:
+    """Create the database file with its folder, or bring its schema up to date (ragchat.infra.db)."""
+    try:
+        open_database(sqlite_url(path)).dispose()
+    except (sqlalchemy.exc.DatabaseError, DatabaseError) as exc:
+        reason = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+        raise StoreError(
+            f"{path} is not a ragchat database ({reason}); move it away or fix RAGCHAT_DATA_DIR"
+        ) from None
 
 
 def _now() -> str:
@@ -247,8 +206,7 @@ class SqliteChunkStore:
         self._indexes_lock = threading.Lock()
         self._scan_pool = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="ragchat-vector-scan")
         self._closed = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        _upgrade_schema(path)
 
     # --- connections ---------------------------------------------------------------------------------
 
@@ -300,29 +258,6 @@ class SqliteChunkStore:
             yield conn
         finally:
             conn.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        """Create the schema in a new database, or bring an older one up to SCHEMA_VERSION, in one write
-        transaction (a second process opening the same file waits, then finds nothing left to do)."""
-        conn = self._connection()
-        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return
-        with self._write() as tx:
-            version = tx.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} was written by a newer ragchat (schema {version}; this one reads "
-                    f"{SCHEMA_VERSION})"
-                )
-            if version == 0:
-                statements: Iterable[str] = _SCHEMA
-            else:
-                statements = (
-                    sql for step in range(version + 1, SCHEMA_VERSION + 1) for sql in _MIGRATIONS[step]
-                )
-            for statement in statements:
-                tx.execute(statement)
-            tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""
