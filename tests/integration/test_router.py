@@ -27,8 +27,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ragchat.config import Settings
+from tests.integration.test_observability import ROUTER_PREFIX, dashboard_queries, metric_references
 from tests.support.live_app import live_app, vllm_metric
 from tests.support.router import RouterServer, running_router
 from tests.support.vllm import REPO_ROOT, VllmServer, VllmServerFactory
@@ -212,6 +214,26 @@ async def test_a_killed_worker_ends_its_stream_cleanly_and_the_others_carry_on(
     async with httpx.AsyncClient(timeout=60) as http:
         status = (await http.get(f"{cluster.app_url}/api/status", params={"window": 0})).json()
     assert states(status["workers"]) == {w.root_url: "up" for w in cluster.workers}
+
+
+async def test_the_dashboards_router_queries_name_the_routers_real_metrics(cluster: Cluster) -> None:
+    exported: dict[str, set[str]] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(cluster.router.metrics_url)).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            exported.setdefault(sample.name, set()).update(sample.labels)
+    checked = 0
+    for query in dashboard_queries():
+        references, grouped = metric_references(query)
+        for name, filtered in references:
+            if name.startswith(ROUTER_PREFIX):
+                assert name in exported, f"{name} (in {query!r}) is not among the router's metrics"
+                assert filtered | grouped <= exported[name], (
+                    f"{name}: labels {filtered | grouped} ({query!r})"
+                )
+                checked += 1
+    assert checked >= 3  # health, circuit and routed requests per worker
 
 
 TOPICS = (
