@@ -2,6 +2,7 @@
 # Install everything ragchat needs on this machine, idempotently (a second run takes seconds):
 #   .venv      the app (Python 3.11, torch 2.13.0 CPU build, ragchat with its dev extras)
 #   vllm-env   the LLM server in its own venv, as the guide keeps it (scripts/start_vllm.sh --prepare-only)
+#   router-env vLLM's router (vllm-router) in its own venv (scripts/start_router.sh --prepare-only)
 #   apt        Debian's python3.11-doc (the sample corpus) and, with --with-browser, Chromium for UI tests
 # Usage: scripts/setup.sh [--with-browser] [--no-llm]
 set -euo pipefail
@@ -51,4 +52,6 @@ fi
 if [ "$with_llm" = 1 ]; then
   step "LLM server environment (vllm-env) and model"
   scripts/start_vllm.sh --prepare-only
+  step "vLLM's router environment (router-env)"
+  scripts/start_router.sh --prepare-only
 fi

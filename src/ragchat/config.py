@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         validation_alias="VLLM_MODEL",
         description="Served model name; when unset, the first model that vLLM lists at /v1/models.",
     )
+    vllm_router_metrics_url: str | None = Field(
+        None,
+        validation_alias="VLLM_ROUTER_METRICS_URL",
+        description="When VLLM_BASE_URL is vLLM's router: its Prometheus endpoint (its --prometheus-port); "
+        "unset: the router's host, port 29000.",
+    )
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str = Field("https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
     openai_model: str = Field("gpt-4o-mini", validation_alias="OPENAI_MODEL")

@@ -18,6 +18,7 @@ from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
+from ragchat.infra.llm.vllm_metrics import VllmMonitor
 from ragchat.infra.parsing import ParserPool
 from ragchat.infra.store import ChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
@@ -37,6 +38,12 @@ class Services:
     llm: ChatModel
     chat: ChatService
     parsers: ParserPool
+    vllm_monitor: VllmMonitor | None = None
+    """Reads vLLM's /metrics (each worker's, behind vLLM's router) for /api/status; None unless vllm."""
+
+    async def _close_vllm_monitor(self) -> None:
+        if self.vllm_monitor is not None:
+            await self.vllm_monitor.aclose()
 
     async def aclose(self) -> None:
         """Release everything this container opened. Every part is closed even when one fails; then the
@@ -47,6 +54,7 @@ class Services:
 
         closes: list[Callable[[], Awaitable[None]]] = [
             close_metrics,
+            self._close_vllm_monitor,
             functools.partial(anyio.to_thread.run_sync, self.parsers.close),
             self.llm.aclose,
             self.retriever.aclose,
@@ -149,4 +157,14 @@ async def build_services(settings: Settings) -> Services:
         llm=llm,
         chat=chat,
         parsers=parsers,
+        vllm_monitor=create_vllm_monitor(settings) if settings.llm_backend == "vllm" else None,
+    )
+
+
+def create_vllm_monitor(settings: Settings) -> VllmMonitor:
+    """The reader of vLLM's metrics at VLLM_BASE_URL (one server, or vLLM's router and its workers)."""
+    return VllmMonitor(
+        settings.vllm_base_url,
+        router_metrics_url=settings.vllm_router_metrics_url,
+        timeout_s=settings.llm_connect_timeout_s,
     )

@@ -30,7 +30,8 @@ from ragchat.infra.llm import (
     TokenUsage,
 )
 from ragchat.infra.llm.http_errors import describe_transport_error, server_message
-from ragchat.infra.llm.providers import Provider, provider_from_settings
+from ragchat.infra.llm.providers import Provider, VllmProvider, provider_from_settings
+from ragchat.infra.llm.retrying_transport import RetryingTransport
 from ragchat.infra.llm.token_counting import TokenCounter
 
 _RETRIED_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -44,7 +45,10 @@ class OpenAICompatibleChatModel:
         self.base_url = provider.base_url
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else {}
-        self._http = httpx.AsyncClient(timeout=timeout, headers=headers)
+        # vLLM's router in front may answer 500 while it fails over: see `retrying_transport`.
+        routed = isinstance(provider, VllmProvider)
+        transport = RetryingTransport(httpx.AsyncHTTPTransport()) if routed else None
+        self._http = httpx.AsyncClient(timeout=timeout, headers=headers, transport=transport)
         self.reachable: bool | None = None
         self._info: ModelInfo | None = None
         self._counter: TokenCounter | None = None
