@@ -17,7 +17,7 @@ import pytest
 from ragchat.config import Settings
 from ragchat.infra.embeddings import Embedder
 
-pytest_plugins = ["tests.support.vllm"]
+pytest_plugins = ["tests.support.vllm", "tests.support.oidc_provider"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,146 @@
+"""A real OpenID provider for the single sign-on tests: Node's oidc-provider run by tests/oidc/provider.mjs.
+
+`start_oidc_provider(folder, redirect_uris=[...])` starts one on a free loopback port (its signing key is
+made here, so tests can also sign tokens with the provider's own key); the `oidc_provider` fixture is one
+whose client redirects to the in-process test app (`http://ragchat.test`, see tests/support/app.py).
+`scripts/setup.sh` installs the npm package into tests/oidc/node_modules.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from joserfc.jwk import RSAKey
+
+from tests.support.processes import wait_until_healthy
+from tests.support.vllm import free_port
+
+OIDC_DIR = Path(__file__).resolve().parents[1] / "oidc"
+START_TIMEOUT_S = 60.0
+CALLBACK_PATH = "/api/auth/oidc/callback"
+IN_PROCESS_APP_URL = "http://ragchat.test"  # tests.support.app.app_client's base URL
+
+
+@dataclass(frozen=True)
+class TestAccount:
+    """An account of the test provider: it signs in with `password`; `groups` is its groups claim."""
+
+    name: str
+    password: str
+    groups: tuple[str, ...]
+
+    def as_config(self) -> dict[str, Any]:
+        return {
+            "id": self.name,
+            "password": self.password,
+            "name": self.name.title(),
+            "email": f"{self.name}@example.test",
+            "groups": list(self.groups),
+        }
+
+
+ALICE = TestAccount("alice", "alice-correct-horse", ("engineering",))
+BOB = TestAccount("bob", "bob-battery-staple", ("sales", "support"))
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """A running test provider. `signing_key` is its private signing key (a joserfc RSAKey)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str
+    signing_key: RSAKey
+    accounts: tuple[TestAccount, ...]
+    log_path: Path
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """Settings overrides that point ragchat at this provider (the groups scope included)."""
+        values: dict[str, Any] = {
+            "oidc_issuer": self.issuer,
+            "oidc_client_id": self.client_id,
+            "oidc_client_secret": self.client_secret,
+            "oidc_scopes": "openid profile email groups",
+        }
+        values.update(overrides)
+        return values
+
+
+@contextmanager
+def start_oidc_provider(
+    folder: Path, *, redirect_uris: list[str], post_logout_redirect_uris: list[str] | None = None
+) -> Iterator[OidcProvider]:
+    """Run tests/oidc/provider.mjs with one confidential client until the block ends."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: the single sign-on tests need Node 20 (apt-get install nodejs)")
+    if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("oidc-provider is not installed: run scripts/setup.sh (npm ci --prefix tests/oidc)")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    key = RSAKey.generate_key(
+        2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"}, private=True
+    )
+    accounts = (ALICE, BOB)
+    provider = OidcProvider(
+        issuer=issuer,
+        client_id="ragchat-test",
+        client_secret=secrets.token_urlsafe(24),
+        signing_key=key,
+        accounts=accounts,
+        log_path=folder / "oidc-provider.log",
+    )
+    config = {
+        "port": port,
+        "issuer": issuer,
+        "client": {
+            "client_id": provider.client_id,
+            "client_secret": provider.client_secret,
+            "redirect_uris": redirect_uris,
+            "post_logout_redirect_uris": post_logout_redirect_uris or [],
+        },
+        "jwks": {"keys": [key.as_dict(private=True)]},
+        "cookie_keys": [secrets.token_urlsafe(24)],
+        "accounts": [account.as_config() for account in accounts],
+    }
+    config_path = folder / "oidc-provider.json"
+    config_path.write_text(json.dumps(config))
+    with provider.log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [node, str(OIDC_DIR / "provider.mjs"), str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_healthy(
+            f"{issuer}/.well-known/openid-configuration", process, provider.log_path, START_TIMEOUT_S
+        )
+        yield provider
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """A provider (for the whole session) whose client redirects to the in-process test app."""
+    with start_oidc_provider(
+        tmp_path_factory.mktemp("oidc"),
+        redirect_uris=[IN_PROCESS_APP_URL + CALLBACK_PATH],
+        post_logout_redirect_uris=[IN_PROCESS_APP_URL + "/"],
+    ) as provider:
+        yield provider
