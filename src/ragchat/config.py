@@ -7,10 +7,11 @@ Variable names follow the user's guide exactly (`LLM_BACKEND`, `VLLM_BASE_URL`, 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -132,10 +133,99 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", validation_alias="RAGCHAT_HOST")
     port: int = Field(8080, validation_alias="RAGCHAT_PORT", ge=1, le=65535)
 
+    # --- single sign-on (docs/security.md#single-sign-on) ------------------------------------------
+    oidc_issuer: str | None = Field(
+        None,
+        validation_alias="RAGCHAT_OIDC_ISSUER",
+        description="OpenID Connect issuer URL (its /.well-known/openid-configuration is read); "
+        "setting it turns single sign-on on.",
+    )
+    oidc_client_id: str | None = Field(None, validation_alias="RAGCHAT_OIDC_CLIENT_ID")
+    oidc_client_secret: SecretStr | None = Field(
+        None,
+        validation_alias="RAGCHAT_OIDC_CLIENT_SECRET",
+        description="The client's secret (confidential client); unset for a public client (PKCE only).",
+    )
+    oidc_scopes: str = Field(
+        "openid profile email",
+        validation_alias="RAGCHAT_OIDC_SCOPES",
+        description="Scopes asked for, space-separated; must include openid.",
+    )
+    oidc_username_claim: str = Field(
+        "preferred_username",
+        validation_alias="RAGCHAT_OIDC_USERNAME_CLAIM",
+        min_length=1,
+        description="The claim whose value is the ragchat user name.",
+    )
+    oidc_groups_claim: str = Field(
+        "groups",
+        validation_alias="RAGCHAT_OIDC_GROUPS_CLAIM",
+        min_length=1,
+        description="The claim listing the user's groups; they replace the user's ragchat groups at "
+        "every login.",
+    )
+    oidc_auto_create_users: bool = Field(
+        True,
+        validation_alias="RAGCHAT_OIDC_AUTO_CREATE_USERS",
+        description="Create a ragchat user at first login; off: only users an admin created may log in.",
+    )
+    oidc_redirect_url: str | None = Field(
+        None,
+        validation_alias="RAGCHAT_OIDC_REDIRECT_URL",
+        description="The callback URL registered at the provider; default <the app's URL>"
+        "/api/auth/oidc/callback as the request reaches the app.",
+    )
+    password_login: Literal["on", "off"] = Field(
+        "on",
+        validation_alias="RAGCHAT_PASSWORD_LOGIN",
+        description="Local username/password login; off only when single sign-on is configured.",
+    )
+    trusted_user_header: str | None = Field(
+        None,
+        validation_alias="RAGCHAT_TRUSTED_USER_HEADER",
+        description="Header naming the user, set by an authenticating proxy (e.g. X-Forwarded-User); "
+        "honoured only from RAGCHAT_TRUSTED_PROXIES.",
+    )
+    trusted_groups_header: str | None = Field(
+        None,
+        validation_alias="RAGCHAT_TRUSTED_GROUPS_HEADER",
+        description="Header listing the user's groups (separated by commas or |), from the same proxy.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        validation_alias="RAGCHAT_TRUSTED_PROXIES",
+        description="Addresses or CIDR networks (comma-separated) whose trusted headers are honoured.",
+    )
+
     @field_validator("data_dir", "model_cache_dir")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("oidc_issuer", "oidc_redirect_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _check_scopes(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("must include the scope openid")
+        return " ".join(value.split())
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        _parse_networks(value)
+        return value
+
+    @field_validator("trusted_user_header", "trusted_groups_header", "oidc_client_id")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
@@ -151,6 +241,20 @@ class Settings(BaseSettings):
         ):
             raise ValueError(
                 "LLM_BACKEND=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a keyless server)"
+            )
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError("RAGCHAT_OIDC_ISSUER needs RAGCHAT_OIDC_CLIENT_ID (the client registered there)")
+        if self.password_login == "off" and not (self.oidc_issuer or self.trusted_user_header):
+            raise ValueError(
+                "RAGCHAT_PASSWORD_LOGIN=off needs single sign-on (RAGCHAT_OIDC_ISSUER or "
+                "RAGCHAT_TRUSTED_USER_HEADER); otherwise nobody could log in to the web UI"
+            )
+        if self.trusted_groups_header and not self.trusted_user_header:
+            raise ValueError("RAGCHAT_TRUSTED_GROUPS_HEADER needs RAGCHAT_TRUSTED_USER_HEADER")
+        if self.trusted_user_header and not self.trusted_proxies.strip():
+            raise ValueError(
+                "RAGCHAT_TRUSTED_USER_HEADER needs RAGCHAT_TRUSTED_PROXIES (the addresses of the proxy "
+                "that sets it); from anywhere else the header is ignored"
             )
         return self
 
@@ -172,6 +276,33 @@ class Settings(BaseSettings):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def sso_enabled(self) -> bool:
+        """Whether OpenID Connect login is configured."""
+        return self.oidc_issuer is not None
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """RAGCHAT_TRUSTED_PROXIES as networks (a bare address is a network of one)."""
+        return _parse_networks(self.trusted_proxies)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for item in value.replace(" ", ",").split(","):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or CIDR network (e.g. 10.0.0.5, 10.0.0.0/24)"
+            ) from None
+    return tuple(networks)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -9,16 +9,20 @@ whose client redirects to the in-process test app (`http://ragchat.test`, see te
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from tests.support.processes import wait_until_healthy
@@ -73,6 +77,51 @@ class OidcProvider:
         }
         values.update(overrides)
         return values
+
+    def id_token(self, *, key: RSAKey | None = None, **claims: Any) -> str:
+        """An ID token for alice signed with the provider's own key (or `key`); `claims` override the
+        defaults (issuer, audience = the client, an hour of validity)."""
+        now = int(time.time())
+        values: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": ALICE.name,
+            "aud": self.client_id,
+            "iat": now,
+            "exp": now + 3600,
+            "preferred_username": ALICE.name,
+            "groups": list(ALICE.groups),
+        }
+        values.update(claims)
+        signer = key or self.signing_key
+        return jwt.encode({"alg": "RS256", "kid": signer.kid}, values, signer)
+
+
+_FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
+
+
+async def sign_in(
+    client: httpx.AsyncClient, authorization_url: str, account: TestAccount, *, password: str | None = None
+) -> httpx.Response:
+    """Go through the provider's real pages as a browser would: its login form, then its consent form.
+    Returns the first response that leaves the provider (the redirect to ragchat's callback), or the
+    provider's page when it keeps the browser (a wrong password)."""
+    issuer = str(httpx.URL(authorization_url).copy_with(path="/", query=None)).rstrip("/")
+    response = await client.get(authorization_url)
+    forms = {"login": {"login": account.name, "password": password or account.password}, "confirm": {}}
+    for _ in range(10):
+        if response.is_redirect:
+            location = response.headers["location"]
+            target = response.url.join(location)
+            if not str(target).startswith(issuer):
+                return response
+            response = await client.get(target)
+            continue
+        match = _FORM_ACTION.search(response.text)
+        step = match.group(1).rsplit("/", 1)[-1] if match else None
+        if response.status_code != 200 or match is None or step not in forms:
+            return response
+        response = await client.post(response.url.join(match.group(1)), data=forms.pop(step))
+    raise AssertionError("the provider's pages did not end in a redirect")
 
 
 @contextmanager
