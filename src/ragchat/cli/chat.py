@@ -57,6 +57,10 @@ def serve(
         "log_level": log_level,
         "timeout_graceful_shutdown": 5,
     }
+    if settings.trusted_user_header:
+        # The trusted-proxy check needs the TCP peer's address: uvicorn would otherwise replace it with
+        # whatever X-Forwarded-For says when the peer is in --forwarded-allow-ips (127.0.0.1 by default).
+        options["proxy_headers"] = False
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
