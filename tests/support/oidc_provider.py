@@ -2,7 +2,7 @@
 
 `start_oidc_provider(folder, redirect_uris=[...])` starts one on a free loopback port (its signing key is
 made here, so tests can also sign tokens with the provider's own key); the `oidc_provider` fixture is one
-whose client redirects to the in-process test app (`http://ragchat.test`, see tests/support/app.py).
+whose client redirects to the in-process test app (`http://localhost`, see tests/support/app.py).
 `scripts/setup.sh` installs the npm package into tests/oidc/node_modules.
 """
 
@@ -31,7 +31,7 @@ from tests.support.vllm import free_port
 OIDC_DIR = Path(__file__).resolve().parents[1] / "oidc"
 START_TIMEOUT_S = 60.0
 CALLBACK_PATH = "/api/auth/oidc/callback"
-IN_PROCESS_APP_URL = "http://ragchat.test"  # tests.support.app.app_client's base URL
+IN_PROCESS_APP_URL = "http://localhost"  # the in-process test app (tests/support/app.py)
 
 
 @dataclass(frozen=True)
