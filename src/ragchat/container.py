@@ -16,6 +16,7 @@ from ragchat.core.chat import ChatService
 from ragchat.core.chunking import Chunker
 from ragchat.core.ingest import IngestService
 from ragchat.core.retrieve import HybridRetriever
+from ragchat.core.sso import SingleSignOn
 from ragchat.infra.db import open_database
 from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
@@ -23,6 +24,8 @@ from ragchat.infra.identity import IdentityStore
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
 from ragchat.infra.loaders import load_document
+from ragchat.infra.oidc import OidcClient, OidcConfig
+from ragchat.infra.pending_logins import PendingLoginStore
 from ragchat.infra.store import ChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from ragchat.observability import AppMetrics
@@ -42,10 +45,12 @@ class Services:
     llm: ChatModel
     chat: ChatService
     access: AccessService
+    sso: SingleSignOn
 
     async def aclose(self) -> None:
         """Release everything this container opened."""
         self.metrics.close()
+        await self.sso.aclose()
         await anyio.to_thread.run_sync(self.access.identity.engine.dispose)
         await self.llm.aclose()
         await self.retriever.aclose()
@@ -69,6 +74,29 @@ def open_access(settings: Settings, engine: Engine | None = None) -> AccessServi
         login_attempts=settings.login_attempts,
         login_attempts_per_address=settings.login_attempts_per_address,
         login_window_s=settings.login_window_s,
+    )
+
+
+def open_sso(settings: Settings, access: AccessService) -> SingleSignOn:
+    """Single sign-on over the same database (the OpenID client only when RAGCHAT_OIDC_ISSUER is set)."""
+    oidc = None
+    if settings.oidc_issuer is not None and settings.oidc_client_id is not None:
+        secret = settings.oidc_client_secret
+        oidc = OidcClient(
+            OidcConfig(
+                issuer=settings.oidc_issuer,
+                client_id=settings.oidc_client_id,
+                client_secret=secret.get_secret_value() if secret else None,
+                scopes=settings.oidc_scopes,
+                username_claim=settings.oidc_username_claim,
+                groups_claim=settings.oidc_groups_claim,
+            )
+        )
+    return SingleSignOn(
+        access,
+        oidc=oidc,
+        pending=PendingLoginStore(access.identity.engine),
+        auto_create_users=settings.oidc_auto_create_users,
     )
 
 
@@ -172,4 +200,5 @@ async def build_services(settings: Settings) -> Services:
         llm=llm,
         chat=chat,
         access=access,
+        sso=open_sso(settings, access),
     )

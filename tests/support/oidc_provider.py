@@ -35,7 +35,7 @@ IN_PROCESS_APP_URL = "http://localhost"  # the in-process test app (tests/suppor
 
 
 @dataclass(frozen=True)
-class TestAccount:
+class ProviderAccount:
     """An account of the test provider: it signs in with `password`; `groups` is its groups claim."""
 
     name: str
@@ -52,8 +52,8 @@ class TestAccount:
         }
 
 
-ALICE = TestAccount("alice", "alice-correct-horse", ("engineering",))
-BOB = TestAccount("bob", "bob-battery-staple", ("sales", "support"))
+ALICE = ProviderAccount("alice", "alice-correct-horse", ("engineering",))
+BOB = ProviderAccount("bob", "bob-battery-staple", ("sales", "support"))
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class OidcProvider:
     client_id: str
     client_secret: str
     signing_key: RSAKey
-    accounts: tuple[TestAccount, ...]
+    accounts: tuple[ProviderAccount, ...]
     log_path: Path
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
@@ -100,7 +100,7 @@ _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 
 
 async def sign_in(
-    client: httpx.AsyncClient, authorization_url: str, account: TestAccount, *, password: str | None = None
+    client: httpx.AsyncClient, authorization_url: str, account: ProviderAccount, *, password: str | None = None
 ) -> httpx.Response:
     """Go through the provider's real pages as a browser would: its login form, then its consent form.
     Returns the first response that leaves the provider (the redirect to ragchat's callback), or the

@@ -16,7 +16,7 @@ from ragchat import __version__
 from ragchat.api import errors
 from ragchat.api.auth import CSRF_HEADER, USER, SecurityHeadersMiddleware
 from ragchat.api.limits import RequestLimitsMiddleware, default_allowed_hosts
-from ragchat.api.routes import access, chat, documents, health, metrics, search, status, ui
+from ragchat.api.routes import access, chat, documents, health, metrics, search, sso, status, ui
 from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
         )
     app.add_middleware(SecurityHeadersMiddleware)
-    for module in (health, access, documents, search, chat, status, metrics, ui):
+    for module in (health, access, sso, documents, search, chat, status, metrics, ui):
         app.include_router(module.router)
     _add_api_docs(app)
     return app

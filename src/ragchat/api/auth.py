@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Literal, TypeVar
 
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ragchat.api.proxy_auth import proxied_identity
 from ragchat.core.access import AccessService, CsrfFailed, Forbidden, Principal, Unauthenticated
+from ragchat.core.sso import SingleSignOn
 
 Level = Literal["public", "user", "read", "write", "admin", "metrics"]
 SESSION_COOKIE = "ragchat_session"
@@ -112,10 +115,14 @@ class Requires:
             ):
                 return _METRICS_SCRAPER
             return await blocking(access_service(request).principal_for_key, token)
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if not cookie:
-            raise Unauthenticated("log in, or send an API key as 'Authorization: Bearer <key>'")
-        principal = await blocking(access_service(request).principal_for_session, cookie)
+        proxied = proxied_identity(request, settings)
+        if proxied is not None:
+            principal = await _proxied_principal(request, *proxied)
+        else:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            if not cookie:
+                raise Unauthenticated("log in, or send an API key as 'Authorization: Bearer <key>'")
+            principal = await blocking(access_service(request).principal_for_session, cookie)
         if request.method not in _SAFE_METHODS:
             check_origin(request)
             sent = request.headers.get(CSRF_HEADER, "")
@@ -124,6 +131,37 @@ class Requires:
             ):
                 raise CsrfFailed(f"request refused: the {CSRF_HEADER} header is missing or wrong")
         return principal
+
+
+async def _proxied_principal(request: Request, name: str, groups: tuple[str, ...]) -> Principal:
+    """The user a trusted proxy names (docs/security.md#trusted-proxy-headers). The browser behind it is
+    as exposed to cross-site requests as a cookie session, so changes need the CSRF token of the ragchat
+    session that `GET /api/auth/me` opens for the same user."""
+    sso: SingleSignOn = request.app.state.services.sso
+    principal = await blocking(sso.principal_for_proxy, name, groups, client_address(request))
+    cookie = request.cookies.get(SESSION_COOKIE)
+    csrf_token = None
+    if cookie:
+        try:
+            session = await blocking(access_service(request).principal_for_session, cookie)
+        except Unauthenticated:
+            session = None
+        if session is not None and session.user_id == principal.user_id:
+            csrf_token = session.csrf_token
+    return replace(principal, csrf_token=csrf_token)
+
+
+def set_session_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
+    """Set the `ragchat_session` cookie (HttpOnly, SameSite=Lax, Secure when the request came over TLS)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
 
 
 PUBLIC = Requires("public")

@@ -58,7 +58,7 @@ KEY_USE_RESOLUTION_S = 60  # last_used_at is written at most once a minute per k
 MAX_PASSWORD_CHARS = 1024
 
 Scope = Literal["read", "write"]
-AuthKind = Literal["session", "key", "off", "local", "metrics"]
+AuthKind = Literal["session", "key", "off", "local", "metrics", "proxy"]
 
 
 class AccessError(Exception):
@@ -329,6 +329,12 @@ class AccessService:
         if user is None or not ok or not user.active:
             self.record(None, "login_failed", account_key, {}, address, actor=account_key)
             raise InvalidCredentials("wrong user name or password")
+        return self.start_session(user, address, {})
+
+    def start_session(self, user: UserRecord, address: str | None, detail: dict[str, Any]) -> LoginResult:
+        """A new login session for a user already authenticated (by password here, or by single
+        sign-on: `detail` says how, for the audit log)."""
+        moment = now()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         self.identity.add_session(
             token_hash=_sha256(token),
@@ -338,8 +344,12 @@ class AccessService:
             expires_at=iso(moment + self._session_lifetime),
         )
         principal = self._principal(user, auth="session", scope="write", csrf_token=csrf)
-        self.record(principal, "login", user.name, {}, address)
+        self.record(principal, "login", user.name, detail, address)
         return LoginResult(principal, token, csrf)
+
+    def principal_for_user(self, user: UserRecord, *, auth: AuthKind) -> Principal:
+        """The principal of a user vouched for elsewhere (a trusted proxy), with the user's full rights."""
+        return self._principal(user, auth=auth, scope="write")
 
     def logout(self, token: str) -> None:
         """End the session (a no-op if it has ended already)."""

@@ -225,6 +225,36 @@ class IdentityStore:
             if member:
                 conn.execute(insert(group_members).values(group_id=group_id, user_id=user_id))
 
+    def replace_groups(self, user_id: int, names: Sequence[str], *, created_at: str) -> bool:
+        """Make the user a member of exactly the groups `names` (creating missing groups), in one
+        transaction; True if anything changed (single sign-on maps the provider's groups this way)."""
+        with write_transaction(self.engine) as conn:
+            current = {
+                str(row.name): int(row.id)
+                for row in conn.execute(
+                    select(groups.c.id, groups.c.name)
+                    .join(group_members, group_members.c.group_id == groups.c.id)
+                    .where(group_members.c.user_id == user_id)
+                )
+            }
+            wanted = set(names)
+            if wanted == set(current):
+                return False
+            gone = [group_id for name, group_id in current.items() if name not in wanted]
+            if gone:
+                conn.execute(
+                    delete(group_members).where(
+                        and_(group_members.c.user_id == user_id, group_members.c.group_id.in_(gone))
+                    )
+                )
+            for name in sorted(wanted - set(current)):
+                group_id = conn.execute(select(groups.c.id).where(groups.c.name == name)).scalar()
+                if group_id is None:
+                    inserted = conn.execute(insert(groups).values(name=name, created_at=created_at))
+                    group_id = inserted.inserted_primary_key[0]  # type: ignore[index]
+                conn.execute(insert(group_members).values(group_id=group_id, user_id=user_id))
+        return True
+
     def groups_of(self, user_id: int) -> list[tuple[int, str]]:
         """(id, name) of each group the user belongs to."""
         with self.engine.connect() as conn:

@@ -18,9 +18,13 @@ from ragchat.api.auth import (
     blocking,
     check_origin,
     client_address,
+    set_session_cookie,
 )
 from ragchat.api.deps import ServicesDep
-from ragchat.core.access import Principal
+from ragchat.api.errors import ApiError
+from ragchat.api.routes.sso import LoginMethods, login_methods
+from ragchat.config import Settings
+from ragchat.core.access import LoginResult, Principal
 from ragchat.infra.identity import KeyRecord
 
 router = APIRouter(tags=["access"])
@@ -43,12 +47,13 @@ class UserOut(BaseModel):
     name: str
     role: Literal["admin", "member"]
     groups: list[str]
-    auth: str = Field(description="How this request was authenticated: session, key or off")
+    auth: str = Field(description="How this request was authenticated: session, key, proxy or off")
 
 
 class Me(BaseModel):
     user: UserOut
     csrf_token: str | None = Field(description="Send as X-CSRF-Token on state-changing requests (sessions)")
+    login: LoginMethods = Field(description="How one may sign in here (password form, SSO button)")
 
 
 def _user_out(principal: Principal) -> UserOut:
@@ -71,17 +76,14 @@ def _user_out(principal: Principal) -> UserOut:
 )
 async def login(body: LoginRequest, request: Request, response: Response, services: ServicesDep) -> Me:
     check_origin(request)  # a login form posted from another site would sign the browser in as someone else
+    settings: Settings = request.app.state.settings
+    if settings.password_login == "off":
+        raise ApiError(
+            403, "password_login_off", "password login is switched off here; sign in with single sign-on"
+        )
     result = await blocking(services.access.login, body.username, body.password, client_address(request))
-    response.set_cookie(
-        SESSION_COOKIE,
-        result.session_token,
-        max_age=services.access.session_lifetime_s,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
-    return Me(user=_user_out(result.principal), csrf_token=result.csrf_token)
+    set_session_cookie(response, request, result.session_token, services.access.session_lifetime_s)
+    return Me(user=_user_out(result.principal), csrf_token=result.csrf_token, login=login_methods(settings))
 
 
 @router.post(
@@ -102,8 +104,20 @@ async def logout(request: Request, services: ServicesDep, _: UserPrincipal) -> R
 
 
 @router.get("/api/auth/me", response_model=Me, summary="Who am I", responses=_REFUSALS)
-async def me(principal: UserPrincipal) -> Me:
-    return Me(user=_user_out(principal), csrf_token=principal.csrf_token)
+async def me(request: Request, response: Response, services: ServicesDep, principal: UserPrincipal) -> Me:
+    csrf_token = principal.csrf_token
+    if principal.auth == "proxy" and csrf_token is None and principal.user_id is not None:
+        # A user named by a trusted proxy gets a session for its CSRF token (see api/auth.py).
+        def open_session() -> LoginResult:
+            user = services.access.identity.user_by_id(principal.user_id)  # type: ignore[arg-type]
+            assert user is not None
+            return services.access.start_session(user, client_address(request), {"via": "proxy"})
+
+        result = await blocking(open_session)
+        set_session_cookie(response, request, result.session_token, services.access.session_lifetime_s)
+        csrf_token = result.csrf_token
+    methods = login_methods(request.app.state.settings)
+    return Me(user=_user_out(principal), csrf_token=csrf_token, login=methods)
 
 
 # --- API keys ------------------------------------------------------------------------------------------

@@ -159,3 +159,17 @@ audit_log = Table(
     Index("audit_by_action", "action", "at"),
     sqlite_autoincrement=True,
 )
+
+# --- single sign-on (migration 0003) -----------------------------------------------------------------
+
+oidc_logins = Table(
+    "oidc_logins",
+    metadata,
+    Column("state_hash", Text, primary_key=True),  # SHA-256 hex of the `state` sent to the provider
+    Column("nonce", Text, nullable=False),
+    Column("code_verifier", Text, nullable=False),  # PKCE; never leaves the server
+    Column("redirect_uri", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    comment="Logins sent to the identity provider and not back yet; each is taken (deleted) once.",
+)
