@@ -100,7 +100,11 @@ _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 
 
 async def sign_in(
-    client: httpx.AsyncClient, authorization_url: str, account: ProviderAccount, *, password: str | None = None
+    client: httpx.AsyncClient,
+    authorization_url: str,
+    account: ProviderAccount,
+    *,
+    password: str | None = None,
 ) -> httpx.Response:
     """Go through the provider's real pages as a browser would: its login form, then its consent form.
     Returns the first response that leaves the provider (the redirect to ragchat's callback), or the
