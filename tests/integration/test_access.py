@@ -206,6 +206,7 @@ def _grant_to_remove(world: World, _principal: str) -> tuple[str, dict[str, Any]
 
 
 MANAGE_ONLY = {"read_no_grant": 404, "read_grant": 403, "write": 403}
+NOT_CONFIGURED = dict.fromkeys(PRINCIPALS, 404)
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/health"): Example(fixed("/health")),
     ("GET", "/"): Example(fixed("/")),
@@ -215,6 +216,13 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ),
     ("POST", "/api/auth/logout"): Example(fixed("/api/auth/logout")),
     ("GET", "/api/auth/me"): Example(fixed("/api/auth/me")),
+    ("GET", "/api/auth/methods"): Example(fixed("/api/auth/methods")),
+    # Single sign-on is not configured here: its routes answer 404 to everyone (tests/integration/test_sso_*).
+    ("GET", "/api/auth/oidc/login"): Example(fixed("/api/auth/oidc/login"), expect=NOT_CONFIGURED),
+    ("GET", "/api/auth/oidc/callback"): Example(
+        fixed("/api/auth/oidc/callback", params={"state": "s", "code": "c"}), expect=NOT_CONFIGURED
+    ),
+    ("POST", "/api/auth/oidc/logout"): Example(fixed("/api/auth/oidc/logout")),
     ("GET", "/api/health"): Example(fixed("/api/health")),
     ("GET", "/api/status"): Example(fixed("/api/status", params={"window": 0})),
     ("GET", "/openapi.json"): Example(fixed("/openapi.json")),
