@@ -60,6 +60,7 @@ def sign_in(page: Page, username: str, password: str) -> None:
     password_box = page.get_by_label("Password")
     password_box.fill(password)
     password_box.press("Enter")
+    expect(page.locator("#login-submit")).to_be_enabled()  # the answer is in: the next try may start
 
 
 def open_account_menu(page: Page, name: str) -> None:
@@ -121,7 +122,7 @@ def test_member_signs_in_sees_granted_collections_and_manages_keys(
         # Too many failures for one account: the form says how long to wait.
         for _ in range(3):
             sign_in(page, "mallory", "not-the-password")
-        expect(page.get_by_role("alert")).to_contain_text("Too many sign-in attempts. Wait ")
+        expect(page.locator("#login-error")).to_contain_text("Too many sign-in attempts. Wait ")
 
         # A wrong password says so, and keeps the form.
         sign_in(page, "alice", "not-the-password")
@@ -155,7 +156,10 @@ def test_member_signs_in_sees_granted_collections_and_manages_keys(
         # Writable "notes": upload through the page.
         page.get_by_label("Collection", exact=True).select_option("notes")
         expect(page.locator("#file-input")).to_be_enabled()
-        page.locator("#file-input").set_input_files(HANDBOOK)
+        with page.expect_request(lambda request: request.url == app.url + "/api/documents") as upload:
+            page.locator("#file-input").set_input_files(HANDBOOK)
+        assert upload.value.method == "POST"
+        assert upload.value.header_value("x-csrf-token"), "the page's own uploads carry the CSRF token"
         expect(page.locator(".upload-results .result.added")).to_contain_text(HANDBOOK.name)
         expect(page.locator("#documents .doc")).to_have_count(1)
         expect(page.get_by_role("button", name="Delete Greenhouse handbook")).to_be_visible()

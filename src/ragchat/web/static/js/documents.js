@@ -19,6 +19,7 @@ export class Library {
     this.defaultCollection = defaultCollection;
     this.onChange = onChange;
     this.user = null;
+    this.rounds = 0;
     this.collections = [];
     this.collection = null;
     this.documents = [];
@@ -106,6 +107,7 @@ export class Library {
 
   /** Forget everything shown (the session ended): another person may sign in next. */
   stop() {
+    this.rounds += 1; // answers still on their way are dropped
     this.user = null;
     this.collections = [];
     this.collection = null;
@@ -118,13 +120,18 @@ export class Library {
 
   /** Reload the collections and the current collection's documents. */
   async refresh() {
-    this.collections = await this.loadCollections();
+    // A later refresh (another collection chosen meanwhile) wins: an older answer is dropped.
+    this.rounds += 1;
+    const round = this.rounds;
+    const collections = await this.loadCollections();
+    if (round !== this.rounds) return;
+    this.collections = collections;
     const names = this.collections.map((c) => c.name);
     if (!names.includes(this.collection)) {
       this.collection = names.includes(this.defaultCollection) ? this.defaultCollection : names[0] || null;
     }
     this.renderCollections();
-    await this.loadDocuments();
+    await this.loadDocuments(round);
   }
 
   /**
@@ -148,7 +155,7 @@ export class Library {
     return collections.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async loadDocuments() {
+  async loadDocuments(round) {
     if (this.collection === null) {
       this.documents = [];
       this.renderDocuments();
@@ -156,6 +163,7 @@ export class Library {
       this.list.setAttribute("aria-busy", "true");
       try {
         const body = await getJSON(`/api/documents?collection=${encodeURIComponent(this.collection)}`);
+        if (round !== this.rounds) return;
         this.documents = body.documents || [];
         this.renderDocuments();
       } catch (error) {
