@@ -7,11 +7,12 @@ Variable names follow the user's guide exactly (`LLM_BACKEND`, `VLLM_BASE_URL`, 
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(ValueError):
@@ -131,14 +132,111 @@ class Settings(BaseSettings):
     # --- HTTP --------------------------------------------------------------------------------------
     host: str = Field("0.0.0.0", validation_alias="RAGCHAT_HOST")
     port: int = Field(8080, validation_alias="RAGCHAT_PORT", ge=1, le=65535)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        validation_alias="RAGCHAT_CORS_ORIGINS",
+        description="Origins (scheme://host[:port], comma-separated) whose pages may call the API from a "
+        "browser; empty (the default) keeps CORS closed.",
+    )
+
+    # --- identity and access -----------------------------------------------------------------------
+    api_key: SecretStr | None = Field(
+        None,
+        validation_alias="RAGCHAT_API_KEY",
+        description="The key that CLI commands calling a running app (`ragchat ask`, `ragchat bench "
+        "--backend app`) send as 'Authorization: Bearer'.",
+    )
+    auth: Literal["on", "off"] = Field(
+        "on",
+        validation_alias="RAGCHAT_AUTH",
+        description="on: every route but /health, the page shell and login needs a key or a session. "
+        "off: every request acts as an admin; refused unless RAGCHAT_HOST is a loopback address.",
+    )
+    admin_password: SecretStr | None = Field(
+        None,
+        validation_alias="RAGCHAT_ADMIN_PASSWORD",
+        description="Password of the first admin, created at the first start with no users; when unset, a "
+        "random one is written to <RAGCHAT_DATA_DIR>/initial-admin-password (mode 0600).",
+    )
+    session_hours: float = Field(
+        12.0,
+        validation_alias="RAGCHAT_SESSION_HOURS",
+        gt=0,
+        le=24 * 30,
+        description="Login session lifetime.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        validation_alias="RAGCHAT_METRICS_TOKEN",
+        description="Bearer token Prometheus sends to scrape /metrics (an admin key works too).",
+    )
+    login_attempts: int = Field(
+        5,
+        validation_alias="RAGCHAT_LOGIN_ATTEMPTS",
+        ge=1,
+        le=1000,
+        description="Failed logins allowed per account within RAGCHAT_LOGIN_WINDOW_S; the next is refused "
+        "(429) until the window moves on.",
+    )
+    login_attempts_per_address: int = Field(
+        20,
+        validation_alias="RAGCHAT_LOGIN_ATTEMPTS_PER_ADDRESS",
+        ge=1,
+        le=10000,
+        description="Failed logins allowed per client address (any account) within the window.",
+    )
+    login_window_s: float = Field(
+        900.0, validation_alias="RAGCHAT_LOGIN_WINDOW_S", gt=0, description="Login rate-limit window."
+    )
 
     @field_validator("data_dir", "model_cache_dir")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin == "*" or not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(
+                    f"RAGCHAT_CORS_ORIGINS lists {origin!r}; give exact origins like https://intra.example "
+                    "(a wildcard would let any web page use a logged-in user's session)"
+                )
+        return value
+
+    @field_validator("admin_password")
+    @classmethod
+    def _check_admin_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 12:
+            raise ValueError("RAGCHAT_ADMIN_PASSWORD must be at least 12 characters long")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "RAGCHAT_METRICS_TOKEN must be at least 16 characters long (make one with "
+                "`openssl rand -hex 24`)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
+        if self.auth == "off" and not is_loopback(self.host):
+            raise ValueError(
+                f"RAGCHAT_AUTH=off with RAGCHAT_HOST={self.host}: without authentication anyone who can "
+                "reach the port could read, replace and delete every document. Turn auth off only on a "
+                "loopback address (RAGCHAT_HOST=127.0.0.1), or keep RAGCHAT_AUTH=on"
+            )
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError(
                 "RAGCHAT_CHUNK_OVERLAP_TOKENS must be smaller than RAGCHAT_CHUNK_TOKENS "
@@ -172,6 +270,16 @@ class Settings(BaseSettings):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or `localhost`) only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

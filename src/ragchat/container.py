@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio.to_thread
+from sqlalchemy import Engine
 
 from ragchat import __version__
 from ragchat.config import Settings
+from ragchat.core.access import AccessService
 from ragchat.core.chat import ChatService
 from ragchat.core.chunking import Chunker
 from ragchat.core.ingest import IngestService
 from ragchat.core.retrieve import HybridRetriever
+from ragchat.infra.db import open_database
 from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
+from ragchat.infra.identity import IdentityStore
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
 from ragchat.infra.loaders import load_document
@@ -21,6 +27,7 @@ from ragchat.infra.store import ChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from ragchat.observability import AppMetrics
 
+logger = logging.getLogger(__name__)
 
 @dataclass
 class Services:
@@ -34,10 +41,12 @@ class Services:
     metrics: AppMetrics
     llm: ChatModel
     chat: ChatService
+    access: AccessService
 
     async def aclose(self) -> None:
         """Release everything this container opened."""
         self.metrics.close()
+        await anyio.to_thread.run_sync(self.access.identity.engine.dispose)
         await self.llm.aclose()
         await self.retriever.aclose()
         await anyio.to_thread.run_sync(self.store.close)
@@ -49,6 +58,44 @@ class Services:
 def open_store(settings: Settings) -> ChunkStore:
     """The document store under RAGCHAT_DATA_DIR (created on first use). Blocking: call from a thread."""
     return SqliteChunkStore(settings.database_path)
+
+
+def open_access(settings: Settings, engine: Engine | None = None) -> AccessService:
+    """The access rules over the identity tables of the configured database. Blocking."""
+    identity = IdentityStore(engine or open_database(settings.resolved_database_url))
+    return AccessService(
+        identity,
+        session_hours=settings.session_hours,
+        login_attempts=settings.login_attempts,
+        login_attempts_per_address=settings.login_attempts_per_address,
+        login_window_s=settings.login_window_s,
+    )
+
+
+def initial_admin_password_file(settings: Settings) -> Path:
+    """Where the first start writes the generated admin password (mode 0600)."""
+    return settings.data_dir / "initial-admin-password"
+
+
+def _prepare_access(settings: Settings) -> AccessService:
+    """Open the access rules; the default collection exists (admin-managed), and with auth on, the first
+    start creates the admin (its password from RAGCHAT_ADMIN_PASSWORD or written to a 0600 file)."""
+    access = open_access(settings)
+    try:
+        access.identity.add_collection(settings.default_collection, owner_id=None, if_missing=True)
+        if settings.auth == "on":
+            password = settings.admin_password.get_secret_value() if settings.admin_password else None
+            written = access.bootstrap_admin(password, initial_admin_password_file(settings))
+            if written is not None:
+                logger.warning(
+                    "first start: created user 'admin'; its one-time password is in %s (readable by this "
+                    "account only). Log in at / and delete the file.",
+                    written,
+                )
+    except BaseException:
+        access.identity.engine.dispose()
+        raise
+    return access
 
 
 def _load_embedding_model(settings: Settings, store: ChunkStore) -> tuple[Embedder, Chunker]:
@@ -80,9 +127,15 @@ async def build_services(settings: Settings) -> Services:
     metrics = create_metrics(settings)
     store = await anyio.to_thread.run_sync(open_store, settings)
     try:
+        access = await anyio.to_thread.run_sync(_prepare_access, settings)
+    except BaseException:
+        await anyio.to_thread.run_sync(store.close)
+        raise
+    try:
         embedder, chunker = await anyio.to_thread.run_sync(_load_embedding_model, settings, store)
     except BaseException:
         await anyio.to_thread.run_sync(store.close)
+        await anyio.to_thread.run_sync(access.identity.engine.dispose)
         raise
     ingest = IngestService(
         store,
@@ -118,4 +171,5 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         llm=llm,
         chat=chat,
+        access=access,
     )

@@ -50,6 +50,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, vllm_server: VllmServer) 
         vllm_model=vllm_server.model,
         llm_max_tokens=48,  # short answers: the CPU model is slow
         llm_temperature=0.0,
+        auth="off",
+        host="127.0.0.1",
     )
 
 
@@ -262,6 +264,8 @@ def serve_then_ask(settings: Settings) -> None:
         "VLLM_BASE_URL": settings.vllm_base_url,
         "LLM_MAX_TOKENS": "24",
         "COLUMNS": "160",
+        "RAGCHAT_AUTH": "off",
+        "RAGCHAT_HOST": "127.0.0.1",
     }
     ragchat = [str(Path(sys.executable).with_name("ragchat"))]  # the installed console script
     server = subprocess.Popen(

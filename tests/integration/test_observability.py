@@ -72,6 +72,8 @@ async def traffic(
         VLLM_BASE_URL=vllm_server.base_url,
         VLLM_MODEL=vllm_server.model,
         LLM_MAX_TOKENS=24,
+        auth="off",
+        host="127.0.0.1",
     )
     app = create_app(settings)
     async with (

@@ -7,11 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from ragchat import __version__
 from ragchat.api import errors
-from ragchat.api.routes import chat, documents, health, metrics, search, status, ui
+from ragchat.api.auth import CSRF_HEADER, USER, SecurityHeadersMiddleware
+from ragchat.api.routes import access, chat, documents, health, metrics, search, status, ui
 from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
 
@@ -36,13 +40,49 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Ask your documents; get cited answers from your own LLM.",
         lifespan=lifespan,
+        docs_url=None,  # served below, to signed-in callers only
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(metrics.HttpMetricsMiddleware)
-    for module in (health, documents, search, chat, status, metrics, ui):
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    for module in (health, access, documents, search, chat, status, metrics, ui):
         app.include_router(module.router)
+    _add_api_docs(app)
     return app
+
+
+# Swagger UI's page loads its script and styles from a CDN and runs an inline script.
+_DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+    "frame-ancestors 'none'"
+)
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """`/openapi.json` and `/docs` (Swagger UI) for signed-in callers: the schema lists every route and
+    parameter, which anonymous visitors have no use for."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(USER)])
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(USER)])
+    async def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="ragchat API")
+        page.headers["Content-Security-Policy"] = _DOCS_CONTENT_SECURITY_POLICY
+        return page
 
 
 def app_from_environment() -> FastAPI:

@@ -10,6 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragchat.core.access import (
+    AccessError,
+    Conflict,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+)
+
 
 class ApiError(Exception):
     """An error with an HTTP status, a stable machine-readable `code` and a message a user can act on."""
@@ -44,6 +55,8 @@ def install(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.status_code, exc.code, exc.message, exc.type), exc.status_code)
 
+    app.add_exception_handler(AccessError, access_error_response)  # type: ignore[arg-type]
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
@@ -60,3 +73,27 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(error_body(500, "internal_error", f"internal error: {type(exc).__name__}"), 500)
+
+
+# --- identity and access (ragchat.core.access) ---------------------------------------------------------
+# Domain error -> (HTTP status, error type); the most specific class wins (CsrfFailed is a Forbidden).
+_ACCESS_ERRORS: dict[type[AccessError], tuple[int, str]] = {
+    Unauthenticated: (401, "authentication_error"),
+    InvalidCredentials: (401, "authentication_error"),
+    TooManyAttempts: (429, "rate_limit_error"),
+    Forbidden: (403, "permission_error"),
+    NotFound: (404, "not_found_error"),
+    Conflict: (409, "invalid_request_error"),
+    InvalidInput: (400, "invalid_request_error"),
+}
+
+
+async def access_error_response(_: Request, exc: AccessError) -> JSONResponse:
+    """The HTTP answer to an access rule's refusal (with WWW-Authenticate on 401, Retry-After on 429)."""
+    status, type_ = next(
+        (_ACCESS_ERRORS[cls] for cls in type(exc).__mro__ if cls in _ACCESS_ERRORS), (403, "permission_error")
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if isinstance(exc, TooManyAttempts):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(error_body(status, exc.code, exc.message, type_), status, headers=headers)

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ragchat.api.auth import ReadPrincipal, blocking
 from ragchat.api.chat_protocol import (
     MODEL_PREFIX,
     ChatCompletion,
@@ -36,6 +37,7 @@ from ragchat.api.chat_protocol import (
     Usage,
 )
 from ragchat.api.errors import ApiError, error_body
+from ragchat.core.access import Permission
 from ragchat.core.chat import (
     ChatRequestError,
     DeltaEvent,
@@ -135,14 +137,17 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request
+    body: ChatCompletionRequest, request: Request, principal: ReadPrincipal
 ) -> ChatCompletion | StreamingResponse:
     """Answer the conversation from the collection's passages, citing them as [n]; OpenAI-compatible."""
-    chat = _services(request).chat
+    services = _services(request)
+    chat = services.chat
+    collection = body.requested_collection() or chat.default_collection
+    await blocking(services.access.require, principal, collection, Permission.READ)
     try:
         prepared = await chat.prepare(
             body.conversation(),
-            collection=body.requested_collection(),
+            collection=collection,
             max_tokens=body.answer_tokens(),
             temperature=body.temperature,
         )
@@ -243,13 +248,16 @@ async def _event_stream(
 
 
 @router.get("/v1/models")
-async def list_models(request: Request) -> ModelList:
-    """`ragchat` (the default collection) and one `ragchat/<collection>` per collection."""
+async def list_models(request: Request, principal: ReadPrincipal) -> ModelList:
+    """`ragchat` (the default collection) and one `ragchat/<collection>` per collection the caller may
+    read (`ragchat` only if they may read the default one)."""
     services = _services(request)
     default = services.settings.default_collection
-    collections = await anyio.to_thread.run_sync(services.store.list_collections)
+    collections = await blocking(services.access.readable_names, principal)
     created = int(time.time())
-    cards = [ModelCard(id=MODEL_PREFIX, created=created, collection=default)]
-    for name in sorted({default, *collections}):
+    cards = (
+        [ModelCard(id=MODEL_PREFIX, created=created, collection=default)] if default in collections else []
+    )
+    for name in sorted(collections):
         cards.append(ModelCard(id=f"{MODEL_PREFIX}/{name}", created=created, collection=name))
     return ModelList(data=cards)

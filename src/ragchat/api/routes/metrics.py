@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ragchat.api.auth import METRICS
 from ragchat.observability import CONTENT_TYPE, AppMetrics
 
 router = APIRouter(tags=["operations"])
@@ -17,7 +18,7 @@ def _metrics_of(request_app: object) -> AppMetrics | None:
     return getattr(services, "metrics", None)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(METRICS)])
 async def prometheus_metrics(request: Request) -> Response:
     """This instance's metrics for Prometheus to scrape."""
     metrics = _metrics_of(request.app)
