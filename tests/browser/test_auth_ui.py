@@ -309,7 +309,7 @@ def test_form_posted_from_another_origin_is_refused_and_changes_nothing(
 def test_auth_off_shows_no_sign_in_and_no_account(
     live_app: Callable[..., Any], open_page: Callable[..., tuple[Page, PageProblems]]
 ) -> None:
-    with live_app(vllm_base_url=NO_LLM, auth="off", host="127.0.0.1") as app:
+    with live_app(vllm_base_url=NO_LLM) as app:  # the fixture turns auth off on loopback
         page, problems = open_page(app)
         expect(page.get_by_label("Your question")).to_be_visible()
         expect(page.get_by_role("heading", name="Sign in")).to_be_hidden()

@@ -38,10 +38,7 @@ export class Auth {
     try {
       me = await getJSON("/api/auth/me");
     } catch (error) {
-      // LEGACY(pre-identity backend): no /api/auth/me yet means no auth at all.
-      if (error instanceof ApiError && error.status === 404) {
-        me = { user: { name: "", role: "admin", groups: [], auth: "off" }, csrf_token: null };
-      } else if (!(error instanceof ApiError) || error.status !== 401) {
+      if (!(error instanceof ApiError) || error.status !== 401) {
         this.showForm(`${error.message} Reload the page to try again.`);
         return;
       }

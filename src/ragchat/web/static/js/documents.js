@@ -134,25 +134,15 @@ export class Library {
     await this.loadDocuments(round);
   }
 
-  /**
-   * GET /api/collections: `[{name, owner, permission, documents}]`, only what the person may read.
-   * Admins (and everyone with auth off) also see the default collection before anything is in it.
-   */
+  /** GET /api/collections: `[{name, owner, permission, documents}]`, only what the person may read. */
   async loadCollections() {
-    let collections = [];
     try {
-      collections = (await getJSON("/api/collections")).collections || [];
+      const collections = (await getJSON("/api/collections")).collections || [];
+      return collections.sort((a, b) => a.name.localeCompare(b.name));
     } catch (error) {
       this.listStatus.textContent = `Could not list collections: ${error.message}`;
+      return [];
     }
-    // LEGACY(pre-identity backend): names only, everyone manages everything.
-    if (collections.every((c) => typeof c === "string")) {
-      collections = [...new Set([...collections, this.collection].filter(Boolean))].map((name) => ({ name, owner: null, permission: "manage" }));
-    }
-    if (this.user?.role === "admin" && !collections.some((c) => c.name === this.defaultCollection)) {
-      collections.push({ name: this.defaultCollection, owner: null, permission: "manage", documents: 0 });
-    }
-    return collections.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async loadDocuments(round) {
@@ -194,20 +184,14 @@ export class Library {
     try {
       await sendJSON("POST", "/api/collections", { name });
     } catch (error) {
-      // LEGACY(pre-identity backend): collections were made by their first upload.
-      if (error.status !== 405) {
-        this.newCollectionError.textContent = `Could not create “${name}”: ${error.message}`;
-        this.newCollectionInput.focus();
-        return;
-      }
+      this.newCollectionError.textContent = `Could not create “${name}”: ${error.message}`;
+      this.newCollectionInput.focus();
+      return;
     } finally {
       submit.disabled = false;
     }
     this.newCollectionInput.value = "";
     this.newCollectionForm.hidden = true;
-    if (!this.collections.some((c) => c.name === name)) {
-      this.collections.push({ name, owner: this.user?.name ?? null, permission: "manage", documents: 0 });
-    }
     this.choose(name);
   }
 

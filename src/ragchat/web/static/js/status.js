@@ -1,7 +1,7 @@
 // The status light in the header: app health, the LLM behind it and whether it answers.
 // Reads GET /api/health, GET /api/status and GET /v1/models; polls while the page is visible.
 
-import { ApiError, getJSON } from "./api.js";
+import { getJSON } from "./api.js";
 import { dismissable } from "./widgets.js";
 
 const POLL_MS = 15000;
@@ -27,7 +27,7 @@ export class StatusLight {
     clearTimeout(this.timer);
     this.running = true;
     const [health, status, models] = await Promise.all([
-      settle(healthDetails()),
+      settle(getJSON("/api/health")),
       settle(getJSON("/api/status?window=0")),
       settle(getJSON("/v1/models")),
     ]);
@@ -83,17 +83,6 @@ export class StatusLight {
         return [dt, dd];
       }),
     );
-  }
-}
-
-/** GET /api/health: documents stored and the LLM behind the app (needs a signed-in person). */
-async function healthDetails() {
-  try {
-    return await getJSON("/api/health");
-  } catch (error) {
-    // LEGACY(pre-identity backend): the details were on /health.
-    if (error instanceof ApiError && error.status === 404) return getJSON("/health");
-    throw error;
   }
 }
 
