@@ -303,7 +303,31 @@ def test_form_posted_from_another_origin_is_refused_and_changes_nothing(
         assert after == before
         page.reload()
         expect(page.locator("#documents .doc")).to_have_count(1)
+
+        # The owner shares it in its dialog (the CLI sees the grant); removing takes a confirmation.
+        ragchat_cli(app, "users", "add", "bob")
+        page.get_by_role("button", name="Share…").click()
+        dialog = page.get_by_role("dialog", name="Share “garden”")
+        expect(dialog.locator("#grants-status")).to_have_text("Not shared with anyone yet.")
+        dialog.get_by_label("Name").fill("bob")
+        dialog.get_by_label("Permission").select_option("write")
+        dialog.get_by_role("button", name="Share", exact=True).click()
+        expect(dialog.locator(".grant")).to_contain_text("bob")
+        expect(dialog.locator(".grant .grant-permission")).to_have_text("write")
+        (garden,) = [c for c in cli_collections(app) if c["name"] == "garden"]
+        assert garden["grants"] == [{"kind": "user", "name": "bob", "permission": "write"}]
+        dialog.get_by_role("button", name="Remove bob").click()
+        dialog.get_by_role("button", name="Confirm: remove bob").click()
+        expect(dialog.locator(".grant")).to_have_count(0)
+        (garden,) = [c for c in cli_collections(app) if c["name"] == "garden"]
+        assert garden["grants"] == []
         assert_clean(problems)
+
+
+def cli_collections(app: LiveApp) -> list[dict[str, Any]]:
+    """`ragchat collections list --json`: one JSON object per line."""
+    lines = ragchat_cli(app, "collections", "list", "--json").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def test_auth_off_shows_no_sign_in_and_no_account(
