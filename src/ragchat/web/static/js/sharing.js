@@ -114,7 +114,7 @@ export class SharingDialog {
     }
   }
 
-  /** Names for the name box, from GET /api/users and /api/groups; none when the server will not say. */
+  /** Names for the name box, from GET /api/users and /api/groups (`{users: [{name}]}`); none on an error. */
   async loadSuggestions() {
     const [users, groups] = await Promise.all([names("/api/users", "users"), names("/api/groups", "groups")]);
     this.suggestions = { user: users, group: groups };
@@ -134,8 +134,7 @@ export class SharingDialog {
 async function names(path, field) {
   try {
     const body = await getJSON(path);
-    const entries = Array.isArray(body) ? body : body[field] || [];
-    return entries.map((entry) => (typeof entry === "string" ? entry : entry.name)).filter(Boolean).sort();
+    return (body[field] || []).map((entry) => entry.name).sort();
   } catch {
     return [];
   }
