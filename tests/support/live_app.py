@@ -20,10 +20,10 @@ START_TIMEOUT_S = 180.0  # loads the embedding model; slow on a busy 2-core mach
 
 
 @contextmanager
-def live_app(settings: Settings, **uvicorn_options: Any) -> Iterator[str]:
-    """Serve `create_app(settings)`; yield its root URL (the OpenAI base URL is that plus "/v1").
-    `uvicorn_options` go to `uvicorn.Config` (e.g. proxy_headers=False, as `ragchat serve` may pass)."""
-    port = free_port()
+def live_app(settings: Settings, *, port: int | None = None, **uvicorn_options: Any) -> Iterator[str]:
+    """Serve `create_app(settings)` on `port` (default: a free one); yield its root URL (the OpenAI base URL
+    is that plus "/v1"). `uvicorn_options` go to `uvicorn.Config` (e.g. proxy_headers=False)."""
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", **uvicorn_options
     )

@@ -20,6 +20,9 @@ export class Auth {
     this.submit = loginView.querySelector("#login-submit");
     this.error = loginView.querySelector("#login-error");
     this.notice = loginView.querySelector("#login-notice");
+    this.sso = loginView.querySelector("#login-sso");
+    this.methods = { password: true, sso: false };
+    this.sso.addEventListener("click", () => window.location.assign("/api/auth/oidc/login"));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.signIn();
@@ -54,7 +57,19 @@ export class Auth {
     this.showForm("Your session has ended. Sign in again to go on where you left off.");
   }
 
+  /** Which ways to sign in this server offers (GET /api/auth/methods): the form, an SSO button, or both. */
+  async loadMethods() {
+    try {
+      this.methods = await getJSON("/api/auth/methods");
+    } catch {
+      this.methods = { password: true, sso: false };
+    }
+    this.sso.hidden = !this.methods.sso;
+    for (const part of this.form.querySelectorAll(".field, #login-submit")) part.hidden = !this.methods.password;
+  }
+
   showForm(notice = "") {
+    this.loadMethods();
     setCsrfToken(null);
     this.account.hidden = true;
     this.account.open = false;
@@ -96,6 +111,7 @@ export class Auth {
    */
   signedIn(answer) {
     const user = answer.user;
+    if (answer.login) this.methods = answer.login;
     setCsrfToken(answer.csrf_token);
     this.user = user;
     const showAccount = user.auth !== "off";
@@ -116,6 +132,13 @@ export class Auth {
   /** End the session; the page reloads, so nothing of it stays on screen. */
   async signOut() {
     try {
+      if (this.methods.sso) {
+        // Also end the session at the identity provider, whose page then returns here.
+        const { redirect } = await sendJSON("POST", "/api/auth/oidc/logout");
+        storeNotice("You have signed out.");
+        window.location.assign(redirect);
+        return;
+      }
       await sendJSON("POST", "/api/auth/logout");
       storeNotice("You have signed out.");
     } catch (error) {
