@@ -1,10 +1,14 @@
-"""Trusted proxy headers count only from RAGCHAT_TRUSTED_PROXIES (the ASGI peer address)."""
+"""Trusted proxy headers count only from RAGCHAT_TRUSTED_PROXIES (the ASGI peer address); the login callback's
+query stays out of the access log."""
 
 from __future__ import annotations
+
+import logging
 
 from starlette.requests import Request
 
 from ragchat.api.proxy_auth import peer_is_trusted, proxied_identity
+from ragchat.api.routes.sso import CallbackQueryFilter
 from ragchat.config import Settings, load_settings
 
 
@@ -48,3 +52,16 @@ def test_no_header_or_no_setting_means_no_proxied_user() -> None:
     plain = load_settings(_env_file=None)
     assert proxied_identity(_request("10.0.0.5", {"X-Forwarded-User": "carol"}), plain) is None
     assert not peer_is_trusted("10.0.0.5", ())
+
+
+def test_the_callback_query_never_reaches_the_access_log() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', None, None
+    )
+    record.args = ("127.0.0.1:5000", "GET", "/api/auth/oidc/callback?code=SECRET&state=S", "1.1", 303)
+    assert CallbackQueryFilter().filter(record)
+    assert "SECRET" not in record.getMessage() and "/api/auth/oidc/callback" in record.getMessage()
+    other = ("127.0.0.1:5000", "GET", "/api/documents?collection=x", "1.1", 200)
+    record.args = other
+    CallbackQueryFilter().filter(record)
+    assert record.args == other

@@ -63,6 +63,8 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
         )
     app.add_middleware(SecurityHeadersMiddleware)
+    if settings.sso_enabled:
+        sso.hide_callback_queries_from_access_log()
     for module in (health, access, sso, documents, search, chat, status, metrics, ui):
         app.include_router(module.router)
     _add_api_docs(app)

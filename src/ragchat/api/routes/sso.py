@@ -11,6 +11,7 @@ POST /api/auth/oidc/logout      ends the session; {"redirect": the provider's en
 from __future__ import annotations
 
 import hmac
+import logging
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -35,6 +36,27 @@ router = APIRouter(tags=["single sign-on"])
 STATE_COOKIE = "ragchat_oidc_state"
 STATE_COOKIE_PATH = "/api/auth/oidc"
 STATE_LIFETIME_S = 600  # as long as the pending login is kept server-side
+CALLBACK_PATH = "/api/auth/oidc/callback"
+
+
+class CallbackQueryFilter(logging.Filter):
+    """Drops the query (the one-time `code` and the `state`) from uvicorn's access-log line of the
+    callback: no credential of a login is ever written to a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = args[2]
+            if path.startswith(CALLBACK_PATH + "?"):
+                record.args = (*args[:2], CALLBACK_PATH + "?…", *args[3:])
+        return True
+
+
+def hide_callback_queries_from_access_log() -> None:
+    """Install `CallbackQueryFilter` on uvicorn's access logger (once per process)."""
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, CallbackQueryFilter) for existing in access_log.filters):
+        access_log.addFilter(CallbackQueryFilter())
 
 
 class LoginMethods(BaseModel):
@@ -105,7 +127,7 @@ async def oidc_login(request: Request, services: ServicesDep) -> RedirectRespons
 
 
 @router.get(
-    "/api/auth/oidc/callback",
+    CALLBACK_PATH,
     name="oidc_callback",
     summary="The identity provider's answer",
     description="Checks state, code and ID token, maps the user and groups, opens a session, redirects to /.",
