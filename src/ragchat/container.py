@@ -29,6 +29,7 @@ from ragchat.observability import AppMetrics
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class Services:
     """Long-lived collaborators shared by the HTTP layer and the CLI."""

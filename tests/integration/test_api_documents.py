@@ -29,7 +29,9 @@ DOCUMENT_KEYS = {
 
 @pytest.fixture(scope="module")
 async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("api") / "data", auth="off", host="127.0.0.1")  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path_factory.mktemp("api") / "data", auth="off", host="127.0.0.1"
+    )
     async with app_client(settings) as http:
         yield http
 

@@ -18,11 +18,12 @@ must carry `X-CSRF-Token` and, when the browser sends one, a same-site `Origin`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Literal, TypeVar
 
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -143,6 +144,15 @@ def declare_public(mount: Mount) -> Mount:
     """Mark a mounted app (static files) as public: mounts have no dependencies to carry a level."""
     mount.ragchat_access = PUBLIC  # type: ignore[attr-defined]
     return mount
+
+
+def declared_routes(app: FastAPI) -> Iterator[tuple[str, frozenset[str], Level | None]]:
+    """(path, methods, declared level) of every route the app serves, those of included routers and
+    mounts (methods empty) too, as the router matches them."""
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        methods = frozenset(getattr(route, "methods", None) or ())
+        yield context.path or "", methods, access_level(route)
 
 
 def access_level(route: BaseRoute) -> Level | None:

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
     app.command(name="audit")(audit)
 
 
-def _with_access(work: Callable[[AccessService], T]) -> T:
+def with_access(work: Callable[[AccessService], T]) -> T:
     """Run `work` on the configured database; access errors become one line and exit status 1."""
     settings = settings_or_exit()
     try:
@@ -79,7 +79,7 @@ def users_add(
             raise fail("--password-stdin: standard input held no password", 2)
     elif sys.stdin.isatty():
         password = getpass.getpass("Password (empty: API keys only): ") or None
-    _with_access(lambda access: access.add_user(CLI_ADMIN, name, admin=admin, password=password))
+    with_access(lambda access: access.add_user(CLI_ADMIN, name, admin=admin, password=password))
     console.print(
         f"added user {name}" + (" (admin)" if admin else "") + ("" if password else ", API keys only")
     )
@@ -88,7 +88,7 @@ def users_add(
 @users_app.command("list")
 def users_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per user.")) -> None:
     """List users."""
-    users = _with_access(lambda access: access.list_users(CLI_ADMIN))
+    users = with_access(lambda access: access.list_users(CLI_ADMIN))
     if as_json:
         for user in users:
             _echo_json(
@@ -116,14 +116,14 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="One JSON obje
 @users_app.command("disable")
 def users_disable(name: str = typer.Argument(..., help="User name.")) -> None:
     """Disable a user: their sessions end and their keys stop working at once."""
-    _with_access(lambda access: access.set_user_active(CLI_ADMIN, name, False))
+    with_access(lambda access: access.set_user_active(CLI_ADMIN, name, False))
     console.print(f"disabled user {name}")
 
 
 @users_app.command("enable")
 def users_enable(name: str = typer.Argument(..., help="User name.")) -> None:
     """Enable a disabled user again."""
-    _with_access(lambda access: access.set_user_active(CLI_ADMIN, name, True))
+    with_access(lambda access: access.set_user_active(CLI_ADMIN, name, True))
     console.print(f"enabled user {name}")
 
 
@@ -133,28 +133,28 @@ def users_enable(name: str = typer.Argument(..., help="User name.")) -> None:
 @groups_app.command("add")
 def groups_add(name: str = typer.Argument(..., help="Group name.")) -> None:
     """Add a group."""
-    _with_access(lambda access: access.add_group(CLI_ADMIN, name))
+    with_access(lambda access: access.add_group(CLI_ADMIN, name))
     console.print(f"added group {name}")
 
 
 @groups_app.command("add-member")
 def groups_add_member(group: str = typer.Argument(...), user: str = typer.Argument(...)) -> None:
     """Put a user in a group."""
-    _with_access(lambda access: access.set_membership(CLI_ADMIN, group, user, True))
+    with_access(lambda access: access.set_membership(CLI_ADMIN, group, user, True))
     console.print(f"{user} is in {group}")
 
 
 @groups_app.command("remove-member")
 def groups_remove_member(group: str = typer.Argument(...), user: str = typer.Argument(...)) -> None:
     """Take a user out of a group."""
-    _with_access(lambda access: access.set_membership(CLI_ADMIN, group, user, False))
+    with_access(lambda access: access.set_membership(CLI_ADMIN, group, user, False))
     console.print(f"{user} is no longer in {group}")
 
 
 @groups_app.command("list")
 def groups_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per group.")) -> None:
     """List groups and their members."""
-    groups = _with_access(lambda access: access.list_groups(CLI_ADMIN))
+    groups = with_access(lambda access: access.list_groups(CLI_ADMIN))
     if as_json:
         for name, members in groups:
             _echo_json({"name": name, "members": members})
@@ -194,7 +194,7 @@ def keys_create(
     """Create an API key. It is printed this once; only its hash is stored."""
     if scope not in ("read", "write"):
         raise fail("--scope must be read or write", 2)
-    record, secret = _with_access(
+    record, secret = with_access(
         lambda access: access.create_key(CLI_ADMIN, user=user, scope=scope, name=name, expires_days=expires)
     )
     if as_json:
@@ -212,7 +212,7 @@ def keys_list(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per key."),
 ) -> None:
     """List API keys (never their secrets)."""
-    keys = _with_access(lambda access: access.list_keys(CLI_ADMIN, user))
+    keys = with_access(lambda access: access.list_keys(CLI_ADMIN, user))
     if as_json:
         for key in keys:
             _echo_json(_key_json(key))
@@ -237,7 +237,7 @@ def keys_revoke(
     key_id: str = typer.Argument(..., metavar="ID", help="The key's id (from `keys list`)."),
 ) -> None:
     """Revoke a key: it stops working at the next request."""
-    _with_access(lambda access: access.revoke_key(CLI_ADMIN, key_id))
+    with_access(lambda access: access.revoke_key(CLI_ADMIN, key_id))
     console.print(f"revoked key {key_id}")
 
 
@@ -250,7 +250,7 @@ def collections_create(
     owner: str | None = typer.Option(None, "--owner", help="Owning user (default: none, admin-managed)."),
 ) -> None:
     """Create an empty collection."""
-    _with_access(lambda access: access.create_collection(CLI_ADMIN, name, owner=owner or ""))
+    with_access(lambda access: access.create_collection(CLI_ADMIN, name, owner=owner or ""))
     console.print(f"created collection {name}" + (f" owned by {owner}" if owner else ""))
 
 
@@ -274,7 +274,7 @@ def collections_list(
             for view in access.readable_collections(CLI_ADMIN)
         ]
 
-    rows = _with_access(read)
+    rows = with_access(read)
     if as_json:
         for row in rows:
             _echo_json(row)
@@ -305,7 +305,7 @@ def collections_grant(
     if read == write:
         raise fail("give exactly one of --read or --write", 2)
     permission = "write" if write else "read"
-    _with_access(lambda access: access.put_grant(CLI_ADMIN, name, kind, grantee, permission))
+    with_access(lambda access: access.put_grant(CLI_ADMIN, name, kind, grantee, permission))
     console.print(f"{kind} {grantee} may {permission} {name}")
 
 
@@ -317,7 +317,7 @@ def collections_revoke(
 ) -> None:
     """Stop sharing a collection with a user or group."""
     kind, grantee = _grantee(user, group)
-    _with_access(lambda access: access.delete_grant(CLI_ADMIN, name, kind, grantee))
+    with_access(lambda access: access.delete_grant(CLI_ADMIN, name, kind, grantee))
     console.print(f"{kind} {grantee} no longer has access to {name}")
 
 
@@ -330,7 +330,7 @@ def collections_delete(name: str = typer.Argument(...)) -> None:
     except (StoreError, OSError) as exc:
         raise fail(str(exc)) from None
     try:
-        _with_access(lambda access: access.delete_collection(CLI_ADMIN, name, store.delete_collection))
+        with_access(lambda access: access.delete_collection(CLI_ADMIN, name, store.delete_collection))
     finally:
         store.close()
     console.print(f"deleted collection {name}")
@@ -344,7 +344,7 @@ def audit(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per event."),
 ) -> None:
     """Show the audit log: logins, keys, grants, uploads and deletions, newest first."""
-    events = _with_access(lambda access: access.audit_events(CLI_ADMIN, limit=limit))
+    events = with_access(lambda access: access.audit_events(CLI_ADMIN, limit=limit))
     if as_json:
         for event in events:
             _echo_json(
