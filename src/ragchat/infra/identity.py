@@ -227,7 +227,11 @@ class IdentityStore:
 
     def replace_groups(self, user_id: int, names: Sequence[str], *, created_at: str) -> bool:
         """Make the user a member of exactly the groups `names` (creating missing groups), in one
-        transaction; True if anything changed (single sign-on maps the provider's groups this way)."""
+        transaction; True if anything changed (single sign-on maps the provider's groups this way). The
+        usual case, nothing to change, only reads: a trusted proxy's user is mapped at every request."""
+        wanted = set(names)
+        if {name for _, name in self.groups_of(user_id)} == wanted:
+            return False
         with write_transaction(self.engine) as conn:
             current = {
                 str(row.name): int(row.id)
@@ -237,7 +241,6 @@ class IdentityStore:
                     .where(group_members.c.user_id == user_id)
                 )
             }
-            wanted = set(names)
             if wanted == set(current):
                 return False
             gone = [group_id for name, group_id in current.items() if name not in wanted]
