@@ -101,6 +101,25 @@ def test_each_user_signs_in_through_the_provider_and_sees_their_groups_collectio
     assert seen == {"alice": ["eng-docs"], "bob": ["sales-docs"]}
 
 
+def test_a_refused_user_sees_why_on_the_sign_in_form(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    open_page: Callable[..., tuple[Page, PageProblems]],
+) -> None:
+    port = free_port()
+    app_url = f"http://127.0.0.1:{port}"
+    with start_oidc_provider(tmp_path / "oidc", redirect_uris=[app_url + CALLBACK_PATH]) as provider:
+        settings = make_settings(
+            **provider.settings(auth="on", oidc_auto_create_users=False, vllm_base_url=NO_LLM)
+        )
+        with live_app(settings, port=port) as url:
+            page, problems = open_page(LiveApp(url=url, settings=settings))
+            sign_in_with_sso(page, BOB)
+            expect(page.locator("#login-notice")).to_contain_text("there is no ragchat user 'bob'")
+            expect(page).to_have_url(app_url + "/")  # the reason left the address bar
+            assert problems.exceptions == []
+
+
 def test_password_form_hides_when_password_login_is_off(
     make_settings: Callable[..., Settings],
     tmp_path: Path,

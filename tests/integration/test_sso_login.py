@@ -197,3 +197,16 @@ async def test_logout_ends_the_session_and_the_provider_session(
         assert (await browser.get("/api/auth/me")).status_code == 401
         confirm = await browser.get(redirect)
         assert confirm.status_code == 200 and "Sign out" in confirm.text
+
+
+async def test_a_browser_is_sent_back_to_the_sign_in_form_with_the_reason(
+    sso_app: Callable[..., Any],
+) -> None:
+    async with sso_app(oidc_auto_create_users=False) as app, app.browser() as browser:
+        browser.headers["Accept"] = "text/html,application/xhtml+xml"
+        answer = await sso_login(browser, BOB)
+        assert answer.status_code == 303
+        location = httpx.URL(answer.headers["location"])
+        assert location.path == "/" and not location.query
+        reason = dict(httpx.QueryParams(location.fragment))
+        assert reason["sso_error"] == "sso_unknown_user" and "'bob'" in reason["message"]

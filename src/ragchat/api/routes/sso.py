@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -28,6 +29,8 @@ from ragchat.api.auth import (
 from ragchat.api.deps import ServicesDep
 from ragchat.api.errors import ApiError
 from ragchat.config import Settings
+from ragchat.container import Services
+from ragchat.core.access import AccessError, LoginResult
 from ragchat.core.sso import SsoLoginFailed
 from ragchat.infra.oidc import OidcError
 
@@ -130,7 +133,9 @@ async def oidc_login(request: Request, services: ServicesDep) -> RedirectRespons
     CALLBACK_PATH,
     name="oidc_callback",
     summary="The identity provider's answer",
-    description="Checks state, code and ID token, maps the user and groups, opens a session, redirects to /.",
+    description="Checks state, code and ID token, maps the user and groups, opens a session, redirects to /. "
+    "A refusal is the JSON error, or, for a browser (Accept: text/html), a redirect to "
+    "/#sso_error=CODE&message=TEXT that the sign-in form shows.",
     status_code=303,
     response_class=RedirectResponse,
     dependencies=[Depends(PUBLIC)],
@@ -149,6 +154,23 @@ async def oidc_callback(
 ) -> RedirectResponse:
     if not _settings(request).sso_enabled:
         raise ApiError(404, "sso_not_configured", "single sign-on is not configured (RAGCHAT_OIDC_ISSUER)")
+    try:
+        result = await _finish_login(request, services, state=state, code=code, error=error)
+    except (AccessError, ApiError) as exc:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        # A browser: back to the sign-in form, which shows why (the fragment never reaches a server log).
+        fragment = urlencode({"sso_error": exc.code, "message": exc.message})
+        return RedirectResponse(f"/#{fragment}", status_code=303)
+    response = RedirectResponse("/", status_code=303)
+    set_session_cookie(response, request, result.session_token, services.access.session_lifetime_s)
+    response.delete_cookie(STATE_COOKIE, path=STATE_COOKIE_PATH, httponly=True, samesite="lax")
+    return response
+
+
+async def _finish_login(
+    request: Request, services: Services, *, state: str, code: str, error: str | None
+) -> LoginResult:
     started_here = request.cookies.get(STATE_COOKIE, "")
     if not state or not started_here or not hmac.compare_digest(state.encode(), started_here.encode()):
         raise SsoLoginFailed(
@@ -159,13 +181,9 @@ async def oidc_callback(
         await blocking(services.sso.pending.take, state)  # the login is over either way
         raise SsoLoginFailed("sso_denied", f"the identity provider did not sign you in ({error})")
     try:
-        result = await services.sso.finish(state=state, code=code, address=client_address(request))
+        return await services.sso.finish(state=state, code=code, address=client_address(request))
     except OidcError as exc:
         raise _provider_error(exc) from None
-    response = RedirectResponse("/", status_code=303)
-    set_session_cookie(response, request, result.session_token, services.access.session_lifetime_s)
-    response.delete_cookie(STATE_COOKIE, path=STATE_COOKIE_PATH, httponly=True, samesite="lax")
-    return response
 
 
 @router.post(

@@ -46,7 +46,7 @@ export class Auth {
         return;
       }
     }
-    const notice = takeNotice();
+    const notice = takeSsoError() || takeNotice();
     if (me) this.signedIn(me);
     else this.showForm(notice);
   }
@@ -166,6 +166,14 @@ function formatWait(seconds) {
   if (seconds < 90) return `${seconds} second${seconds === 1 ? "" : "s"}`;
   const minutes = Math.ceil(seconds / 60);
   return `${minutes} minutes`;
+}
+
+/** Why a single sign-on failed: the callback sends the browser to /#sso_error=CODE&message=TEXT. */
+function takeSsoError() {
+  const fields = new URLSearchParams(window.location.hash.slice(1));
+  if (!fields.has("sso_error")) return "";
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+  return `Single sign-on failed: ${fields.get("message") || fields.get("sso_error")}.`;
 }
 
 /** A line for the sign-in form after the page reloads (e.g. "You have signed out."). */
