@@ -132,6 +132,24 @@ class Settings(BaseSettings):
     # --- HTTP --------------------------------------------------------------------------------------
     host: str = Field("0.0.0.0", validation_alias="RAGCHAT_HOST")
     port: int = Field(8080, validation_alias="RAGCHAT_PORT", ge=1, le=65535)
+    allowed_hosts: str | None = Field(
+        None,
+        validation_alias="RAGCHAT_ALLOWED_HOSTS",
+        description="Comma-separated host names the app answers to (DNS-rebinding protection), e.g. "
+        "rag.example.com,localhost; '*' for any. Unset: loopback names when RAGCHAT_HOST is a loopback "
+        "address, else any.",
+    )
+    max_request_kb: int = Field(
+        1024,
+        validation_alias="RAGCHAT_MAX_REQUEST_KB",
+        ge=1,
+        description="Largest body of a JSON request (chat, search, ...), in KB.",
+    )
+    max_upload_mb: float = Field(
+        200.0,
+        validation_alias="RAGCHAT_MAX_UPLOAD_MB",
+        gt=0,
+        description="Largest upload request, all its files together, in MB (each file: RAGCHAT_MAX_FILE_MB).",
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         validation_alias="RAGCHAT_CORS_ORIGINS",
@@ -187,25 +205,6 @@ class Settings(BaseSettings):
     )
     login_window_s: float = Field(
         900.0, validation_alias="RAGCHAT_LOGIN_WINDOW_S", gt=0, description="Login rate-limit window."
-    )
-    allowed_hosts: str | None = Field(
-        None,
-        validation_alias="RAGCHAT_ALLOWED_HOSTS",
-        description="Comma-separated host names the app answers to (DNS-rebinding protection), e.g. "
-        "rag.example.com,localhost; '*' for any. Unset: loopback names when RAGCHAT_HOST is a loopback "
-        "address, else any.",
-    )
-    max_request_kb: int = Field(
-        1024,
-        validation_alias="RAGCHAT_MAX_REQUEST_KB",
-        ge=1,
-        description="Largest body of a JSON request (chat, search, ...), in KB.",
-    )
-    max_upload_mb: float = Field(
-        200.0,
-        validation_alias="RAGCHAT_MAX_UPLOAD_MB",
-        gt=0,
-        description="Largest upload request, all its files together, in MB (each file: RAGCHAT_MAX_FILE_MB).",
     )
 
     @field_validator("data_dir", "model_cache_dir")

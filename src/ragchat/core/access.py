@@ -102,8 +102,9 @@ class NotFound(AccessError):
 class CollectionNotFound(NotFound):
     code = "collection_not_found"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no collection named {name!r}")
+    def __init__(self, name: str, readable: list[str]) -> None:
+        listed = ", ".join(readable) or "none"
+        super().__init__(f"no collection named {name!r}; collections you may read: {listed}")
 
 
 class Conflict(AccessError):
@@ -378,7 +379,7 @@ class AccessService:
         `CollectionNotFound` (cannot read it, or it does not exist) or `Forbidden` (can read it)."""
         permission = self.permission(principal, collection)
         if permission < Permission.READ:
-            raise CollectionNotFound(collection)
+            raise CollectionNotFound(collection, self.readable_names(principal))
         if permission < needed:
             raise Forbidden(
                 f"you may not {_VERBS[needed]} collection {collection!r}"

@@ -37,7 +37,7 @@ from ragchat.api.chat_protocol import (
     Usage,
 )
 from ragchat.api.errors import ApiError, error_body
-from ragchat.core.access import Permission
+from ragchat.core.access import CollectionNotFound, Permission
 from ragchat.core.chat import (
     ChatRequestError,
     DeltaEvent,
@@ -143,7 +143,11 @@ async def chat_completions(
     services = _services(request)
     chat = services.chat
     collection = body.requested_collection() or chat.default_collection
-    await blocking(services.access.require, principal, collection, Permission.READ)
+    try:
+        await blocking(services.access.require, principal, collection, Permission.READ)
+    except CollectionNotFound:
+        services.metrics.error("not_found")
+        raise
     try:
         prepared = await chat.prepare(
             body.conversation(),
