@@ -150,6 +150,7 @@ class Settings(BaseSettings):
         validation_alias="RAGCHAT_MAX_UPLOAD_MB",
         gt=0,
         description="Largest upload request, all its files together, in MB (each file: RAGCHAT_MAX_FILE_MB).",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         validation_alias="RAGCHAT_CORS_ORIGINS",
