@@ -69,7 +69,6 @@ def running_app(vllm_url: str, data_dir: Path) -> Iterator[str]:
         "LLM_MAX_TOKENS": "50",
         "RAGCHAT_CHUNK_TOKENS": "64",
         "RAGCHAT_CHUNK_OVERLAP_TOKENS": "0",
-        "RAGCHAT_AUTH": "off",  # the page as a signed-in user sees it; loopback only
         "RAGCHAT_HOST": "127.0.0.1",
     }
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
