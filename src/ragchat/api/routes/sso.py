@@ -14,6 +14,7 @@ import hmac
 import logging
 from urllib.parse import urlencode
 
+import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
@@ -198,7 +199,8 @@ async def oidc_logout(request: Request, services: ServicesDep, _: UserPrincipal)
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await blocking(services.access.logout, token)
-    home = str(request.url_for("index"))
+    configured = _settings(request).oidc_redirect_url
+    home = str(httpx.URL(configured).join("/")) if configured else str(request.url_for("index"))
     redirect = await services.sso.end_session_url(home) or "/"
     response = Response(
         LogoutAnswer(redirect=redirect).model_dump_json(), media_type="application/json", status_code=200
