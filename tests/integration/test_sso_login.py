@@ -4,6 +4,7 @@ callback), and the session it gets sees the collections granted to the user's gr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -210,3 +211,25 @@ async def test_a_browser_is_sent_back_to_the_sign_in_form_with_the_reason(
         assert location.path == "/" and not location.query
         reason = dict(httpx.QueryParams(location.fragment))
         assert reason["sso_error"] == "sso_unknown_user" and "'bob'" in reason["message"]
+
+
+async def test_no_secret_of_a_login_reaches_a_log_line(
+    sso_app: Callable[..., Any], oidc_provider: OidcProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with sso_app() as app, app.browser() as browser:
+        done = await sso_login(browser, ALICE)
+        assert done.status_code == 303
+        session = browser.cookies.get("ragchat_session")
+    callback = done.request.url.params
+    secrets = [callback["code"], callback["state"], session, oidc_provider.client_secret, ALICE.password]
+    # httpx and httpcore log the test browser's own traffic (URLs with the state and code in them); the
+    # app's token request goes through Authlib's httpx2, whose log lines are checked too.
+    lines = [
+        record.getMessage()
+        for record in caplog.records
+        if not (record.name == "httpx" or record.name.startswith("httpcore."))
+    ]
+    assert lines, "nothing was logged: the check would prove nothing"
+    leaked = [line for line in lines for secret in secrets if secret and secret in line]
+    assert leaked == [], "\n".join(leaked)

@@ -83,10 +83,9 @@ class OidcIdentity:
 class OidcClient:
     """One identity provider, its discovery document and keys cached; owns an HTTP client (`aclose`)."""
 
-    def __init__(self, config: OidcConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, config: OidcConfig) -> None:
         self.config = config
-        self._transport = transport
-        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, transport=transport)
+        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_S)
         self._lock = anyio.Lock()
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
@@ -284,7 +283,6 @@ class OidcClient:
             redirect_uri=redirect_uri,
             code_challenge_method="S256",
             timeout=HTTP_TIMEOUT_S,
-            transport=self._transport,
         )
 
 
