@@ -6,7 +6,10 @@ import { dismissable } from "./widgets.js";
 
 const NOTICE_KEY = "ragchat.notice";
 
-/** Drives `#login-view` and `#account`; `onSignedIn(user)` runs after every sign-in (and at start). */
+/**
+ * Drives `#login-view` and `#account`. `onSignedIn(user)` runs after every sign-in (and at start when the
+ * session cookie is still good), `onSignedOut()` whenever the form shows, `onOpenKeys()` from the menu.
+ */
 export class Auth {
   constructor({ loginView, account, onSignedIn, onSignedOut, onOpenKeys }) {
     this.view = loginView;
@@ -53,7 +56,8 @@ export class Auth {
 
   /** The session ended behind the page's back (expired, or the account was disabled). */
   ended() {
-    if (!this.user || this.user.auth !== "session") return;
+    // Only once: later 401s of requests already on their way must not wipe what is being typed.
+    if (!this.user || this.user.auth !== "session" || document.body.dataset.view !== "app") return;
     this.showForm("Your session has ended. Sign in again to go on where you left off.");
   }
 
