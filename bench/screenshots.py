@@ -3,7 +3,8 @@
     .venv/bin/python bench/screenshots.py                                   # dev vLLM at 127.0.0.1:8000
     .venv/bin/python bench/screenshots.py --vllm-url http://gpu-box:8000/v1 --out docs/img
 
-Everything is real: `uvicorn app.main:app` on a free port with a fresh data folder, the documents of
+Everything is real: `uvicorn app.main:app` on a free port with a fresh data folder and auth on (the page
+signs in as the first admin, whose password the script sets), the documents of
 tests/data/chat_corpus/ and tests/browser/data/ uploaded through the page, a question answered by the vLLM
 server at --vllm-url, a citation clicked. Greedy decoding and short answers keep SmolLM2-135M (the CPU test
 model) on topic; it cites only when asked to, so the question below asks for a citation. The script stops
@@ -37,6 +38,7 @@ CORPUS = [
     *sorted((REPO / "tests" / "data" / "chat_corpus").glob("*.md")),
     REPO / "tests" / "browser" / "data" / "greenhouse-handbook.md",
 ]
+ADMIN_PASSWORD = "screenshots-admin-password"
 QUESTION = "How are aphids controlled in the greenhouse? Answer with a citation such as [1]."
 
 
@@ -55,11 +57,14 @@ def running_app(vllm_url: str, data_dir: Path) -> Iterator[str]:
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "RAGCHAT_DATA_DIR": str(data_dir),
+        "RAGCHAT_AUTH": "on",
+        "RAGCHAT_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "VLLM_BASE_URL": vllm_url,
         "LLM_TEMPERATURE": "0",
         "LLM_MAX_TOKENS": "50",
         "RAGCHAT_CHUNK_TOKENS": "64",
         "RAGCHAT_CHUNK_OVERLAP_TOKENS": "0",
+        "RAGCHAT_HOST": "127.0.0.1",
     }
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -81,6 +86,14 @@ def running_app(vllm_url: str, data_dir: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+def sign_in(page: Page) -> None:
+    """Sign in through the page's form as the first admin."""
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    expect(page.locator("#account-name")).to_have_text("admin")
+
+
 def ask_and_open_citation(page: Page) -> None:
     """Ask QUESTION, wait for the whole answer, then open its first cited passage."""
     question = page.get_by_label("Your question")
@@ -100,6 +113,7 @@ def desktop(browser: Browser, url: str, out: Path) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.goto(url)
+    sign_in(page)
     page.locator("#file-input").set_input_files(CORPUS)
     expect(page.locator("#documents .doc")).to_have_count(len(CORPUS), timeout=180_000)
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
@@ -113,6 +127,7 @@ def phone(browser: Browser, url: str, out: Path, scratch: Path) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     page = context.new_page()
     page.goto(url)
+    sign_in(page)
     page.get_by_role("button", name="Documents", exact=True).click()
     refused = scratch / "budget.xlsx"
     refused.write_bytes(b"PK\x03\x04 a spreadsheet")

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio.to_thread
+from sqlalchemy import Engine
 
 from ragchat import __version__
 from ragchat.config import Settings
+from ragchat.core.access import AccessService
 from ragchat.core.chat import ChatLimits, ChatService
 from ragchat.core.chunking import Chunker
 from ragchat.core.ingest import IngestService
 from ragchat.core.retrieve import HybridRetriever
+from ragchat.core.sso import SingleSignOn
+from ragchat.infra.db import open_database
 from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
+from ragchat.infra.identity import IdentityStore
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
 from ragchat.infra.llm.vllm_metrics import VllmMonitor
+from ragchat.infra.oidc import OidcClient, OidcConfig
 from ragchat.infra.parsing import ParserPool
+from ragchat.infra.pending_logins import PendingLoginStore
 from ragchat.infra.store import ChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from ragchat.observability import AppMetrics
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +49,8 @@ class Services:
     llm: ChatModel
     chat: ChatService
     parsers: ParserPool
+    access: AccessService
+    sso: SingleSignOn
     vllm_monitor: VllmMonitor | None = None
     """Reads vLLM's /metrics (each worker's, behind vLLM's router) for /api/status; None unless vllm."""
 
@@ -55,6 +68,8 @@ class Services:
         closes: list[Callable[[], Awaitable[None]]] = [
             close_metrics,
             self._close_vllm_monitor,
+            self.sso.aclose,
+            functools.partial(anyio.to_thread.run_sync, self.access.identity.engine.dispose),
             functools.partial(anyio.to_thread.run_sync, self.parsers.close),
             self.llm.aclose,
             self.retriever.aclose,
@@ -76,6 +91,67 @@ class Services:
 def open_store(settings: Settings) -> ChunkStore:
     """The document store under RAGCHAT_DATA_DIR (created on first use). Blocking: call from a thread."""
     return SqliteChunkStore(settings.database_path)
+
+
+def open_access(settings: Settings, engine: Engine | None = None) -> AccessService:
+    """The access rules over the identity tables of the configured database. Blocking."""
+    identity = IdentityStore(engine or open_database(settings.resolved_database_url))
+    return AccessService(
+        identity,
+        session_hours=settings.session_hours,
+        login_attempts=settings.login_attempts,
+        login_attempts_per_address=settings.login_attempts_per_address,
+        login_window_s=settings.login_window_s,
+    )
+
+
+def open_sso(settings: Settings, access: AccessService) -> SingleSignOn:
+    """Single sign-on over the same database (the OpenID client only when RAGCHAT_OIDC_ISSUER is set)."""
+    oidc = None
+    if settings.oidc_issuer is not None and settings.oidc_client_id is not None:
+        secret = settings.oidc_client_secret
+        oidc = OidcClient(
+            OidcConfig(
+                issuer=settings.oidc_issuer,
+                client_id=settings.oidc_client_id,
+                client_secret=secret.get_secret_value() if secret else None,
+                scopes=settings.oidc_scopes,
+                username_claim=settings.oidc_username_claim,
+                groups_claim=settings.oidc_groups_claim,
+            )
+        )
+    return SingleSignOn(
+        access,
+        oidc=oidc,
+        pending=PendingLoginStore(access.identity.engine),
+        auto_create_users=settings.oidc_auto_create_users,
+    )
+
+
+def initial_admin_password_file(settings: Settings) -> Path:
+    """Where the first start writes the generated admin password (mode 0600)."""
+    return settings.data_dir / "initial-admin-password"
+
+
+def _prepare_access(settings: Settings) -> AccessService:
+    """Open the access rules; the default collection exists (admin-managed), and with auth on, the first
+    start creates the admin (its password from RAGCHAT_ADMIN_PASSWORD or written to a 0600 file)."""
+    access = open_access(settings)
+    try:
+        access.identity.add_collection(settings.default_collection, owner_id=None, if_missing=True)
+        if settings.auth == "on":
+            password = settings.admin_password.get_secret_value() if settings.admin_password else None
+            written = access.bootstrap_admin(password, initial_admin_password_file(settings))
+            if written is not None:
+                logger.warning(
+                    "first start: created user 'admin'; its one-time password is in %s (readable by this "
+                    "account only). Log in at / and delete the file.",
+                    written,
+                )
+    except BaseException:
+        access.identity.engine.dispose()
+        raise
+    return access
 
 
 def _load_embedding_model(settings: Settings, store: ChunkStore) -> tuple[Embedder, Chunker]:
@@ -111,9 +187,15 @@ async def build_services(settings: Settings) -> Services:
     metrics = create_metrics(settings)
     store = await anyio.to_thread.run_sync(open_store, settings)
     try:
+        access = await anyio.to_thread.run_sync(_prepare_access, settings)
+    except BaseException:
+        await anyio.to_thread.run_sync(store.close)
+        raise
+    try:
         embedder, chunker = await anyio.to_thread.run_sync(_load_embedding_model, settings, store)
     except BaseException:
         await anyio.to_thread.run_sync(store.close)
+        await anyio.to_thread.run_sync(access.identity.engine.dispose)
         raise
     parsers = ParserPool.from_settings(settings)  # starts its processes on first use
     ingest = IngestService(
@@ -157,6 +239,8 @@ async def build_services(settings: Settings) -> Services:
         llm=llm,
         chat=chat,
         parsers=parsers,
+        access=access,
+        sso=open_sso(settings, access),
         vllm_monitor=create_vllm_monitor(settings) if settings.llm_backend == "vllm" else None,
     )
 

@@ -54,6 +54,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, vllm_server: VllmServer) 
         llm_temperature=0.0,
         max_request_kb=16
         * 1024,  # lets a 10 MB message reach the chat's own limits (the default stops it first)
+        auth="off",
+        host="127.0.0.1",
     )
 
 
@@ -347,6 +349,8 @@ def serve_then_ask(settings: Settings) -> None:
         "VLLM_BASE_URL": settings.vllm_base_url,
         "LLM_MAX_TOKENS": "24",
         "COLUMNS": "160",
+        "RAGCHAT_AUTH": "off",
+        "RAGCHAT_HOST": "127.0.0.1",
     }
     ragchat = [str(Path(sys.executable).with_name("ragchat"))]  # the installed console script
     server = subprocess.Popen(

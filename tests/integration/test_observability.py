@@ -72,12 +72,14 @@ async def traffic(
         VLLM_BASE_URL=vllm_server.base_url,
         VLLM_MODEL=vllm_server.model,
         LLM_MAX_TOKENS=24,
+        auth="off",
+        host="127.0.0.1",
     )
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://ragchat.test", timeout=120
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=120
         ) as client,
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), timeout=120) as openai_http,
     ):
@@ -89,7 +91,7 @@ async def traffic(
         found = await client.post("/api/search", json={"query": next(iter(TOPICS)), "k": 3})
         assert found.status_code == 200 and found.json()["results"], found.text
 
-        llm = openai.AsyncOpenAI(base_url="http://ragchat.test/v1", api_key="unused", http_client=openai_http)
+        llm = openai.AsyncOpenAI(base_url="http://localhost/v1", api_key="unused", http_client=openai_http)
         question: list[ChatCompletionMessageParam] = [
             {"role": "user", "content": f"What does the text say about {next(iter(TOPICS))}?"}
         ]

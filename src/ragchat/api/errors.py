@@ -17,6 +17,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragchat.core.access import (
+    AccessError,
+    Conflict,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+)
 from ragchat.core.errors import (
     CollectionNotFound,
     HistoryTooLong,
@@ -102,6 +112,7 @@ def install(app: FastAPI) -> None:
     async def _mapped_error(_: Request, exc: RequestRefused | LLMError | EmbeddingError) -> JSONResponse:
         error = api_error(exc)
         return JSONResponse(error_body(error.status_code, error.code, error.message), error.status_code)
+    app.add_exception_handler(AccessError, access_error_response)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -120,3 +131,26 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body(500, "internal_error", INTERNAL_ERROR_MESSAGE), 500)
+
+# --- identity and access (ragchat.core.access) ---------------------------------------------------------
+# Domain error -> (HTTP status, error type); the most specific class wins (CsrfFailed is a Forbidden).
+_ACCESS_ERRORS: dict[type[AccessError], tuple[int, str]] = {
+    Unauthenticated: (401, "authentication_error"),
+    InvalidCredentials: (401, "authentication_error"),
+    TooManyAttempts: (429, "rate_limit_error"),
+    Forbidden: (403, "permission_error"),
+    NotFound: (404, "not_found_error"),
+    Conflict: (409, "invalid_request_error"),
+    InvalidInput: (400, "invalid_request_error"),
+}
+
+
+async def access_error_response(_: Request, exc: AccessError) -> JSONResponse:
+    """The HTTP answer to an access rule's refusal (with WWW-Authenticate on 401, Retry-After on 429)."""
+    status, type_ = next(
+        (_ACCESS_ERRORS[cls] for cls in type(exc).__mro__ if cls in _ACCESS_ERRORS), (403, "permission_error")
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if isinstance(exc, TooManyAttempts):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(error_body(status, exc.code, exc.message, type_), status, headers=headers)

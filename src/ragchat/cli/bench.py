@@ -135,7 +135,7 @@ def run_command(
         "vLLM (e.g. http://localhost:8000) to see the engine behind the app.",
     ),
     api_key: str | None = typer.Option(
-        None, "--api-key", help="Bearer key (default for openai: OPENAI_API_KEY)."
+        None, "--api-key", help="Bearer key (default: OPENAI_API_KEY for openai, RAGCHAT_API_KEY for app)."
     ),
     concurrency: str = typer.Option(
         "1,2,4,8,16,32", "--concurrency", help="Sweep: requests kept in flight at each level (closed loop)."
@@ -204,7 +204,8 @@ def run_command(
 ) -> None:
     settings = settings_or_exit()
     chosen: Backend = backend.value
-    key = api_key or (settings.openai_api_key if chosen == "openai" else None)
+    app_key = settings.api_key.get_secret_value() if settings.api_key else None
+    key = api_key or (settings.openai_api_key if chosen == "openai" else app_key if chosen == "app" else None)
     url = base_url or default_base_url(
         chosen,
         vllm_base_url=settings.vllm_base_url,

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ragchat.api.auth import ReadPrincipal, blocking
 from ragchat.api.chat_protocol import (
     MODEL_PREFIX,
     ChatCompletion,
@@ -40,6 +41,7 @@ from ragchat.api.chat_protocol import (
 from ragchat.api.deps import ServicesDep
 from ragchat.api.errors import INTERNAL_ERROR_MESSAGE, ApiError, api_error, error_body
 from ragchat.container import Services
+from ragchat.core.access import CollectionNotFound, Permission
 from ragchat.core.chat import (
     DeltaEvent,
     DoneEvent,
@@ -121,7 +123,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, services: ServicesDep
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, principal: ReadPrincipal
 ) -> ChatCompletion | StreamingResponse:
     """Answer the conversation from the collection's passages, citing them as [n]; OpenAI-compatible.
 
@@ -130,10 +132,15 @@ async def chat_completions(
     """
     chat = services.chat
     try:
-        collection = body.requested_collection(services.settings.model_aliases)
+        collection = body.requested_collection(services.settings.model_aliases) or chat.default_collection
     except UnknownModel as exc:
         services.metrics.error("not_found")
         raise api_error(exc) from None
+    try:
+        await blocking(services.access.require, principal, collection, Permission.READ)
+    except CollectionNotFound:
+        services.metrics.error("not_found")
+        raise
     try:
         prepared = await chat.prepare(
             body.conversation(),
@@ -238,14 +245,18 @@ async def _event_stream(
 
 
 @router.get("/v1/models")
-async def list_models(services: ServicesDep) -> ModelList:
-    """`ragchat` (the default collection), one `ragchat/<collection>` per collection, then the aliases."""
+async def list_models(services: ServicesDep, principal: ReadPrincipal) -> ModelList:
+    """`ragchat` (the default collection), one `ragchat/<collection>` per collection the caller may read
+    (`ragchat` only if they may read the default one), then the aliases of readable collections."""
     default = services.settings.default_collection
-    collections = await anyio.to_thread.run_sync(services.store.list_collections)
+    collections = await blocking(services.access.readable_names, principal)
     created = int(time.time())
-    cards = [ModelCard(id=MODEL_PREFIX, created=created, collection=default)]
-    for name in sorted({default, *collections}):
+    cards = (
+        [ModelCard(id=MODEL_PREFIX, created=created, collection=default)] if default in collections else []
+    )
+    for name in sorted(collections):
         cards.append(ModelCard(id=f"{MODEL_PREFIX}/{name}", created=created, collection=name))
     for alias, name in sorted(services.settings.model_aliases.items()):
-        cards.append(ModelCard(id=alias, created=created, collection=name))
+        if name in collections:
+            cards.append(ModelCard(id=alias, created=created, collection=name))
     return ModelList(data=cards)

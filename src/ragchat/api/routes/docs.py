@@ -7,14 +7,16 @@ under `ragchat/web/static/vendor/swagger-ui/` (see the README there).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
+
+from ragchat.api.auth import USER
 
 SWAGGER_UI = "/static/vendor/swagger-ui"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(USER)])
 
 
 @router.get("/docs", response_class=HTMLResponse)
@@ -22,7 +24,7 @@ def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI for this app's OpenAPI document; every file it loads comes from this app."""
     root = request.scope.get("root_path", "").rstrip("/")
     return get_swagger_ui_html(
-        openapi_url=root + str(request.app.openapi_url),
+        openapi_url=root + "/openapi.json",
         title=f"{request.app.title} - Swagger UI",
         swagger_js_url=f"{root}{SWAGGER_UI}/swagger-ui-bundle.js",
         swagger_css_url=f"{root}{SWAGGER_UI}/swagger-ui.css",

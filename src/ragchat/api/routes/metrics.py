@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ragchat.api.auth import METRICS
 from ragchat.api.deps import services_of
 from ragchat.observability import CONTENT_TYPE, AppMetrics
 
@@ -19,7 +20,7 @@ def _metrics_of(app: Starlette) -> AppMetrics | None:
     return services.metrics if services is not None else None
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(METRICS)])
 async def prometheus_metrics(request: Request) -> Response:
     """This instance's metrics for Prometheus to scrape."""
     metrics = _metrics_of(request.app)

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from ragchat.api.auth import UserPrincipal
 from ragchat.api.deps import ServicesDep
 from ragchat.infra.llm.vllm_metrics import INDICATORS
 
@@ -69,6 +70,7 @@ class Status(BaseModel):
 @router.get("/api/status", response_model=Status, summary="vLLM's health at a glance")
 async def vllm_status(
     services: ServicesDep,
+    _: UserPrincipal,
     window: float = Query(1.0, ge=0, le=10, description="Seconds between the two scrapes (0: one scrape)"),
 ) -> Status:
     """Requests running and waiting, KV-cache usage, prefix-cache hit rate, generation throughput and

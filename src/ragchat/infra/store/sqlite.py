@@ -67,6 +67,7 @@ class _CollectionIndex:
     (a scan then streams through memory in order, about twice as fast as one row per chunk), growable, with
     tombstones for removed chunks; and the keyword index."""
 
+    collection_id: int = -1
     keywords: KeywordIndex = field(default_factory=KeywordIndex)
     dimension: int | None = None
     generation: int = -1
@@ -434,6 +435,17 @@ class SqliteChunkStore:
             tx.execute("UPDATE collections SET generation = generation + 1 WHERE name = ?", (row[0],))
         return True
 
+    def delete_collection(self, collection: str) -> bool:
+        with self._write() as tx:
+            if tx.execute("SELECT 1 FROM collections WHERE name = ?", (collection,)).fetchone() is None:
+                return False
+            tx.execute("DELETE FROM chunks WHERE collection = ?", (collection,))
+            tx.execute("DELETE FROM documents WHERE collection = ?", (collection,))
+            tx.execute("DELETE FROM collections WHERE name = ?", (collection,))  # grants go by cascade
+        with self._indexes_lock:
+            self._indexes.pop(collection, None)
+        return True
+
     # --- search ----------------------------------------------------------------------------------------
 
     def prepare_search(self, collection: str) -> None:
@@ -478,18 +490,23 @@ class SqliteChunkStore:
         collection's indexes are dropped, and the next search builds them anew.
         """
         with self._read() as conn:
-            row = conn.execute("SELECT generation FROM collections WHERE name = ?", (collection,)).fetchone()
+            row = conn.execute(
+                "SELECT id, generation FROM collections WHERE name = ?", (collection,)
+            ).fetchone()
             if row is None:
+                self._indexes.pop(collection, None)  # deleted, perhaps by another process
                 return None
-            index = self._indexes.setdefault(collection, _CollectionIndex())
-            if index.generation == row[0]:
+            index = self._indexes.get(collection)
+            if index is None or index.collection_id != row[0]:  # new, or deleted and made again
+                index = self._indexes[collection] = _CollectionIndex(collection_id=row[0])
+            if index.generation == row[1]:
                 return index
             try:
                 self._catch_up(conn, collection, index)
             except BaseException:
                 del self._indexes[collection]
                 raise
-            index.generation = row[0]
+            index.generation = row[1]
             return index
 
     def _catch_up(self, conn: sqlite3.Connection, collection: str, index: _CollectionIndex) -> None:
