@@ -15,6 +15,11 @@ from ragchat.api.auth import USER
 
 SWAGGER_UI = "/static/vendor/swagger-ui"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
+# Swagger UI's page starts itself with an inline script; everything else it loads comes from this app.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+)
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(USER)])
 
@@ -23,7 +28,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(USER)])
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI for this app's OpenAPI document; every file it loads comes from this app."""
     root = request.scope.get("root_path", "").rstrip("/")
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=root + "/openapi.json",
         title=f"{request.app.title} - Swagger UI",
         swagger_js_url=f"{root}{SWAGGER_UI}/swagger-ui-bundle.js",
@@ -33,6 +38,8 @@ def swagger_ui(request: Request) -> HTMLResponse:
         # No badge from the public validator (validator.swagger.io): the page asks no other host.
         swagger_ui_parameters={"validatorUrl": None},
     )
+    page.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+    return page
 
 
 @router.get(OAUTH2_REDIRECT, response_class=HTMLResponse)

@@ -12,8 +12,8 @@ Three counters, chosen by `OpenAICompatibleChatModel`:
   thread (never on the event loop), and only short texts are remembered (`CACHED_TEXT_CHARS`).
 - `ByteBoundCounter`: for backends without a tokenizer endpoint (OpenAI). Every BPE or byte-fallback token
   covers at least one UTF-8 byte, so `bytes + per-message overhead` is an upper bound of the true count:
-  budgets built on it never overflow. It over-counts English text about 4x, which matters little with the
-  128k contexts such backends serve.
+  budgets built on it never overflow. It over-counts English text (a token is several bytes), which matters
+  little with the large contexts such backends serve.
 """
 
 from __future__ import annotations
