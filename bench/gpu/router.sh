@@ -8,10 +8,12 @@
 #             .stagegpu0 .. .stagegpuN (<= 54 MiB each: each travels beside the ~7 MiB tree, under 64 MiB)
 # Device tool, kind nvidia-h100-x1, each call within 30 s of the previous one returning:
 #   once per part, carrying .stagegpuK:  mkdir -p /tmp/stage && cp .stagegpu*/* /tmp/stage/
-#   then:  mkdir -p /tmp/gpu && cat /tmp/stage/r? | tar xf - -C /tmp/gpu && bash /tmp/gpu/repo/bench/gpu/router.sh workers
-#   workers   ON the device: install, start the two workers one after the other (setsid; ~5 min)
+#   then:  mkdir -p /tmp/gpu && cat /tmp/stage/r? | tar xf - -C /tmp/gpu && bash /tmp/gpu/repo/bench/gpu/router.sh all
+#   workers   ON the device: install, start the two workers one after the other (setsid; --enforce-eager, to
+#             spare device time: no compile or CUDA-graph capture, ~1 min each)
 #   bench     ON the device, same machine: the policy bench, the CPU run's settings and a GPU-sized one;
 #             results to $OUT
+#   all       workers, then bench
 # The device calls run everything from the unpacked copy (/tmp/gpu/repo), whichever checkout travelled.
 set -euo pipefail
 G=/tmp/gpu
@@ -52,9 +54,9 @@ workers)
   # One after the other: each sizes its KV cache from the memory it sees free while it profiles.
   for port in 8101 8102; do
     setsid nohup python3 -m vllm.entrypoints.openai.api_server --model "$G/model" --served-model-name "$MODEL" \
-      --load-format dummy --max-model-len 8192 --gpu-memory-utilization 0.4 --port "$port" \
+      --load-format dummy --max-model-len 8192 --gpu-memory-utilization 0.4 --port "$port" --enforce-eager \
       > "/tmp/vllm-$port.log" 2>&1 < /dev/null &
-    wait_http "http://127.0.0.1:$port/health" 400 || { tail -60 "/tmp/vllm-$port.log"; exit 1; }
+    wait_http "http://127.0.0.1:$port/health" 300 || { tail -60 "/tmp/vllm-$port.log"; exit 1; }
     grep -E "KV cache|Maximum concurrency" "/tmp/vllm-$port.log" | tail -2
     echo "worker $port ready after ${SECONDS}s"
   done
@@ -88,5 +90,6 @@ bench)
   tail -c 20000 .cache/run/router-8131.log > "$OUT/router.log" 2>/dev/null || true
   nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   ;;
-*) sed -n 2,15p "$0"; exit 2 ;;
+all) bash "$0" workers && bash "$0" bench ;;
+*) sed -n 2,18p "$0"; exit 2 ;;
 esac
