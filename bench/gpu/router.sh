@@ -88,6 +88,7 @@ bench)
   run gpu-sized-a "${gpu[@]}"
   run gpu-sized-b "${gpu[@]}" --policies round_robin cache_aware
   tail -c 20000 .cache/run/router-8131.log > "$OUT/router.log" 2>/dev/null || true
+  for port in 8101 8102; do tail -c 20000 "/tmp/vllm-$port.log" > "$OUT/vllm-$port.log"; done
   nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   ;;
 all) bash "$0" workers && bash "$0" bench ;;
