@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio.to_thread
+from sqlalchemy.engine import make_url
 
 from ragchat import __version__
 from ragchat.config import Settings
@@ -12,12 +14,14 @@ from ragchat.core.chat import ChatService
 from ragchat.core.chunking import Chunker
 from ragchat.core.ingest import IngestService
 from ragchat.core.retrieve import HybridRetriever
+from ragchat.infra.db import engine_url
 from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
 from ragchat.infra.loaders import load_document
 from ragchat.infra.store import ChunkStore
+from ragchat.infra.store.postgres import HnswParameters, PostgresChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from ragchat.observability import AppMetrics
 
@@ -47,8 +51,18 @@ class Services:
 
 
 def open_store(settings: Settings) -> ChunkStore:
-    """The document store under RAGCHAT_DATA_DIR (created on first use). Blocking: call from a thread."""
-    return SqliteChunkStore(settings.database_path)
+    """The document store: PostgreSQL when RAGCHAT_DATABASE_URL names one, else the SQLite file (under
+    RAGCHAT_DATA_DIR, or the one a sqlite:/// URL names), created on first use. Blocking: call from a
+    thread."""
+    url = make_url(engine_url(settings.resolved_database_url))
+    if url.get_backend_name() == "postgresql":
+        hnsw = HnswParameters(
+            m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+            ef_search=settings.hnsw_ef_search,
+        )
+        return PostgresChunkStore(settings.resolved_database_url, hnsw=hnsw)
+    return SqliteChunkStore(Path(url.database) if url.database else settings.database_path)
 
 
 def _load_embedding_model(settings: Settings, store: ChunkStore) -> tuple[Embedder, Chunker]:

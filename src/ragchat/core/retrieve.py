@@ -131,11 +131,16 @@ class HybridRetriever:
                 vector = await self._embed_query(query)
             vector_hits = await anyio.to_thread.run_sync(self._store.vector_search, collection, vector, pool)
 
-        async with anyio.create_task_group() as group:
-            if mode in ("hybrid", "keyword"):
-                group.start_soon(run_keyword)
-            if mode in ("hybrid", "vector"):
-                group.start_soon(run_vector)
+        try:
+            async with anyio.create_task_group() as group:
+                if mode in ("hybrid", "keyword"):
+                    group.start_soon(run_keyword)
+                if mode in ("hybrid", "vector"):
+                    group.start_soon(run_vector)
+        except ExceptionGroup as failed:
+            # The caller handles the store's and the embedder's own errors (a 503 for a database that is
+            # away), not a group of them: the first one speaks for both sides.
+            raise failed.exceptions[0] from None
 
         if mode == "keyword":
             return await self._passages(
