@@ -153,6 +153,25 @@ class Settings(BaseSettings):
     # --- HTTP --------------------------------------------------------------------------------------
     host: str = Field("0.0.0.0", validation_alias="RAGCHAT_HOST")
     port: int = Field(8080, validation_alias="RAGCHAT_PORT", ge=1, le=65535)
+    allowed_hosts: str | None = Field(
+        None,
+        validation_alias="RAGCHAT_ALLOWED_HOSTS",
+        description="Comma-separated host names the app answers to (DNS-rebinding protection), e.g. "
+        "rag.example.com,localhost; '*' for any. Unset: loopback names when RAGCHAT_HOST is a loopback "
+        "address, else any.",
+    )
+    max_request_kb: int = Field(
+        1024,
+        validation_alias="RAGCHAT_MAX_REQUEST_KB",
+        ge=1,
+        description="Largest body of a JSON request (chat, search, ...), in KB.",
+    )
+    max_upload_mb: float = Field(
+        200.0,
+        validation_alias="RAGCHAT_MAX_UPLOAD_MB",
+        gt=0,
+        description="Largest upload request, all its files together, in MB (each file: RAGCHAT_MAX_FILE_MB).",
+    )
 
     @field_validator("data_dir", "model_cache_dir")
     @classmethod
@@ -194,6 +213,17 @@ class Settings(BaseSettings):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def allowed_host_names(self) -> tuple[str, ...] | None:
+        """RAGCHAT_ALLOWED_HOSTS as a tuple of names, or None when unset."""
+        if self.allowed_hosts is None:
+            return None
+        return tuple(name.strip() for name in self.allowed_hosts.split(",") if name.strip())
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,6 +18,6 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://ragchat.test", timeout=120
+            transport=transport, base_url="http://localhost", timeout=120
         ) as client:
             yield client

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from ragchat import __version__
 from ragchat.api import errors
+from ragchat.api.limits import RequestLimitsMiddleware, default_allowed_hosts
 from ragchat.api.routes import chat, documents, health, metrics, search, status, ui
 from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
@@ -40,6 +41,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        allowed_hosts=settings.allowed_host_names or default_allowed_hosts(settings.host),
+        max_json_bytes=settings.max_request_kb * 1024,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     for module in (health, documents, search, chat, status, metrics, ui):
         app.include_router(module.router)
     return app
