@@ -143,10 +143,21 @@ def queries() -> list[str]:
 def recall(
     sqlite_store: SqliteChunkStore, pg_store: PostgresChunkStore, data_dir: Path
 ) -> list[dict[str, float]]:
+    """recall@10 of pgvector HNSW against the SQLite store's exact scan, per ef_search, and latencies. The
+    stores gave each document its own id: chunks are compared by (document path, ordinal)."""
     embedder = create_embedder(Settings(_env_file=None, data_dir=data_dir))  # type: ignore[call-arg]
     asked = queries()
     vectors = embedder.embed(asked, input_type="query")
-    exact = [{cid for cid, _ in sqlite_store.vector_search(COLLECTION, vector, 10)} for vector in vectors]
+
+    def keys(
+        store: SqliteChunkStore | PostgresChunkStore, hits: list[tuple[str, float]]
+    ) -> set[tuple[str, str]]:
+        return {
+            (passage.document_path, passage.chunk_id.rsplit("-", 1)[1])
+            for passage in store.get_passages([chunk_id for chunk_id, _ in hits])
+        }
+
+    exact = [keys(sqlite_store, sqlite_store.vector_search(COLLECTION, vector, 10)) for vector in vectors]
     rows = []
     for ef in (40, 100, 200):
         pg_store.hnsw = HnswParameters(pg_store.hnsw.m, pg_store.hnsw.ef_construction, ef)
@@ -157,7 +168,7 @@ def recall(
             started = time.perf_counter()
             hits = pg_store.vector_search(COLLECTION, vector, 10)
             times.append((time.perf_counter() - started) * 1000)
-            found.append(len(truth & {cid for cid, _ in hits}) / len(truth))
+            found.append(len(truth & keys(pg_store, hits)) / len(truth))
         rows.append(
             {
                 "ef_search": ef,
