@@ -51,7 +51,7 @@ class StoreBackend:
     def open(self) -> AnyStore:
         """A new store on this database, as `ragchat` opens it."""
         store = open_store(self.settings())
-        assert isinstance(store, SqliteChunkStore | PostgresChunkStore)
+        assert isinstance(store, PostgresChunkStore if self.engine == "postgresql" else SqliteChunkStore)
         self.opened.append(store)
         return store
 
