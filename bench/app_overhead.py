@@ -188,7 +188,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=10) as http:
         model = (await http.get(f"{vllm_url}/models")).json()["data"][0]["id"]
     data_dir = Path(tempfile.mkdtemp(prefix="ragchat-overhead-"))
-    settings = Settings(_env_file=None, data_dir=data_dir, vllm_base_url=vllm_url, llm_temperature=0.0)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=data_dir,
+        vllm_base_url=vllm_url,
+        llm_temperature=0.0,
+        auth="off",
+        host="127.0.0.1",
+    )
     services = await build_services(settings)
     app: subprocess.Popen[bytes] | None = None
     try:
@@ -210,6 +217,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "VLLM_BASE_URL": vllm_url,
             "LLM_TEMPERATURE": "0",
             "HF_HUB_OFFLINE": "1",
+            "RAGCHAT_AUTH": "off",  # measures the app's relay cost; bench/auth_cost.py measures auth's
+            "RAGCHAT_HOST": "127.0.0.1",
             **dict(item.split("=", 1) for item in args.app_env),
         }
         app = await asyncio.to_thread(start_app, env, port, args.workers)

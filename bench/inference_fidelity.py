@@ -30,7 +30,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from ragchat.bench.workloads import PromptFactory  # noqa: E402
+from ragchat.inference_bench.workloads import PromptFactory  # noqa: E402
 
 VLLM_PYTHON = REPO_ROOT / "vllm-env" / "bin" / "python"
 LAUNCHER = REPO_ROOT / "scripts" / "start_vllm.sh"

@@ -274,7 +274,9 @@ def main() -> None:
     for variant in variants:
         variant.setup()
         print(f"  ready: {variant.timing.name} (setup {variant.timing.setup_s:.1f} s)", flush=True)
-    extracted = {path: load_document(path) for path in files}  # for LlamaIndex only; ragchat loads its own
+    extracted = {
+        path: load_document(path.name, path.read_bytes()) for path in files
+    }  # for LlamaIndex only; ragchat loads its own
 
     blocks = [files[i :: args.blocks] for i in range(args.blocks)]
     for number, block in enumerate(blocks):

@@ -29,6 +29,7 @@ from openai import AsyncOpenAI
 
 from ragchat.infra.llm import ChatMessage
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
+from ragchat.infra.llm.providers import VllmProvider
 
 UPSTREAM = Path(__file__).with_name("paced_upstream.py")
 
@@ -57,7 +58,7 @@ async def measure(port: int, tokens: int, streams: int, rounds: int) -> dict[str
     base_url = f"http://127.0.0.1:{port}/v1"
     client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
     model = OpenAICompatibleChatModel(
-        backend="vllm", base_url=base_url, api_key=None, model=None, connect_timeout_s=5, read_timeout_s=30
+        VllmProvider(base_url, model=None), connect_timeout_s=5, read_timeout_s=30
     )
     paths: dict[str, Callable[[], Awaitable[int]]] = {
         "openai typed": lambda: typed_stream(client, tokens),

@@ -3,7 +3,8 @@
     .venv/bin/python bench/screenshots.py                                   # dev vLLM at 127.0.0.1:8000
     .venv/bin/python bench/screenshots.py --vllm-url http://gpu-box:8000/v1 --out docs/img
 
-Everything is real: `uvicorn app.main:app` on a free port with a fresh data folder, the documents of
+Everything is real: `uvicorn app.main:app` on a free port with a fresh data folder and auth on (the page
+signs in as the first admin, whose password the script sets), the documents of
 tests/data/chat_corpus/ and tests/browser/data/ uploaded through the page, a question answered by the vLLM
 server at --vllm-url, a citation clicked. Greedy decoding and short answers keep SmolLM2-135M (the CPU test
 model) on topic; it cites only when asked to, so the question below asks for a citation. The script stops
@@ -30,19 +31,15 @@ import httpx
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the browser setup is the browser tests' own (tests/support/browser.py)
+from tests.support.browser import CHROMIUM, launch_chromium  # noqa: E402
+
 CORPUS = [
     *sorted((REPO / "tests" / "data" / "chat_corpus").glob("*.md")),
     REPO / "tests" / "browser" / "data" / "greenhouse-handbook.md",
 ]
+ADMIN_PASSWORD = "screenshots-admin-password"
 QUESTION = "How are aphids controlled in the greenhouse? Answer with a citation such as [1]."
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port() -> int:
@@ -60,11 +57,14 @@ def running_app(vllm_url: str, data_dir: Path) -> Iterator[str]:
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "RAGCHAT_DATA_DIR": str(data_dir),
+        "RAGCHAT_AUTH": "on",
+        "RAGCHAT_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "VLLM_BASE_URL": vllm_url,
         "LLM_TEMPERATURE": "0",
         "LLM_MAX_TOKENS": "50",
         "RAGCHAT_CHUNK_TOKENS": "64",
         "RAGCHAT_CHUNK_OVERLAP_TOKENS": "0",
+        "RAGCHAT_HOST": "127.0.0.1",
     }
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -86,6 +86,14 @@ def running_app(vllm_url: str, data_dir: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+def sign_in(page: Page) -> None:
+    """Sign in through the page's form as the first admin."""
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    expect(page.locator("#account-name")).to_have_text("admin")
+
+
 def ask_and_open_citation(page: Page) -> None:
     """Ask QUESTION, wait for the whole answer, then open its first cited passage."""
     question = page.get_by_label("Your question")
@@ -105,6 +113,7 @@ def desktop(browser: Browser, url: str, out: Path) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.goto(url)
+    sign_in(page)
     page.locator("#file-input").set_input_files(CORPUS)
     expect(page.locator("#documents .doc")).to_have_count(len(CORPUS), timeout=180_000)
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
@@ -118,6 +127,7 @@ def phone(browser: Browser, url: str, out: Path, scratch: Path) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     page = context.new_page()
     page.goto(url)
+    sign_in(page)
     page.get_by_role("button", name="Documents", exact=True).click()
     refused = scratch / "budget.xlsx"
     refused.write_bytes(b"PK\x03\x04 a spreadsheet")
@@ -138,7 +148,7 @@ def main() -> None:
     )
     parser.add_argument("--vllm-url", default="http://127.0.0.1:8000/v1", help="vLLM's OpenAI base URL")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img", help="where the PNGs go")
-    parser.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary to drive")
+    parser.add_argument("--chromium", type=Path, default=CHROMIUM, help="the Chromium binary to drive")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with (
@@ -147,7 +157,7 @@ def main() -> None:
         sync_playwright() as driver,
     ):
         expect.set_options(timeout=60_000)  # embedding and answering on a busy CPU take a while
-        browser = driver.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+        browser = launch_chromium(driver, args.chromium)
         try:
             desktop(browser, url, args.out)
             phone(browser, url, args.out, Path(scratch))

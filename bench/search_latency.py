@@ -83,7 +83,8 @@ def log(message: str) -> None:
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    return Settings(_env_file=None, data_dir=data_dir, **overrides)  # type: ignore[call-arg]
+    values: dict[str, Any] = {"auth": "off", "host": "127.0.0.1", **overrides}
+    return Settings(_env_file=None, data_dir=data_dir, **values)  # type: ignore[call-arg]
 
 
 def chunk_count(database: Path) -> int:
@@ -214,6 +215,8 @@ class SearchServer:
             "RAGCHAT_DATA_DIR": str(data_dir),
             "LOCAL_EMBEDDING_RUNTIME": runtime,
             "HF_HUB_OFFLINE": "1",
+            "RAGCHAT_AUTH": "off",  # search cost alone; bench/auth_cost.py measures authentication's
+            "RAGCHAT_HOST": "127.0.0.1",
         }
         self.log = (data_dir.parent / f"server-{data_dir.name}-{runtime}.log").open("w")
         uvicorn = str(Path(sys.executable).with_name("uvicorn"))

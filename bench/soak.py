@@ -36,18 +36,10 @@ from pathlib import Path
 import httpx
 import openai
 
+from app_overhead import QUESTIONS, free_port  # the same handbook questions (bench/ is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "data" / "chat_corpus"
-QUESTIONS = (
-    "How do I rotate an API key?",
-    "How long does a refund take?",
-    "How do I roll back a release?",
-    "Who do I page during an outage?",
-    "When are invoices issued?",
-    "What happens if the on-call engineer does not answer?",
-    "When are production releases frozen?",
-    "How do I revoke an API key immediately?",
-)
 RSS_EVERY_S = 5.0
 
 
@@ -70,14 +62,6 @@ class Run:
 
     def now(self) -> Minute:
         return self.minutes[int((time.monotonic() - self.started) // 60)]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tree_rss_mb(pid: int) -> float:

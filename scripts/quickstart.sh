@@ -55,14 +55,25 @@ for _ in $(seq 1 120); do
 done
 curl -fsS "http://127.0.0.1:$app_port/health" >/dev/null || { echo "the app did not answer /health in 120 s; see $run_dir/app.log" >&2; exit 1; }
 
+password_file=$RAGCHAT_DATA_DIR/initial-admin-password
+if [ -n "${RAGCHAT_ADMIN_PASSWORD:-}" ]; then
+  login="user admin, the password in RAGCHAT_ADMIN_PASSWORD"
+elif [ -f "$password_file" ]; then
+  login="user admin, password: cat $password_file  (change it, then delete the file)"
+else
+  login="your user (admins add users with: .venv/bin/ragchat users add NAME --password-stdin)"
+fi
+
 cat <<MSG
 
 ragchat is running.
   Web UI:       http://localhost:$app_port/
-  Ask (CLI):    .venv/bin/ragchat ask "How do I define a function with default arguments?"
+  Log in:       $login
+  API key:      export RAGCHAT_API_KEY=\$(.venv/bin/ragchat keys create --user admin --scope write)
+  Ask (CLI):    .venv/bin/ragchat ask "How do I define a function with default arguments?"  (needs RAGCHAT_API_KEY)
   Search:       .venv/bin/ragchat search "list comprehension" --k 3
   Your files:   .venv/bin/ragchat ingest ~/my-docs --collection default
-  OpenAI API:   base_url=http://localhost:$app_port/v1  (any api_key; model "ragchat/default")
+  OpenAI API:   base_url=http://localhost:$app_port/v1  (api_key=\$RAGCHAT_API_KEY; model "ragchat/default")
   Environment:  export $(echo "$vllm_env" | sed 's/^export //' | tr '\n' ' ')RAGCHAT_DATA_DIR=$RAGCHAT_DATA_DIR
   Stop:         scripts/quickstart.sh --stop
 MSG

@@ -2,7 +2,10 @@
 # Install everything ragchat needs on this machine, idempotently (a second run takes seconds):
 #   .venv      the app (Python 3.11, torch 2.13.0 CPU build, ragchat with its dev extras)
 #   vllm-env   the LLM server in its own venv, as the guide keeps it (scripts/start_vllm.sh --prepare-only)
+#   router-env vLLM's router (vllm-router) in its own venv (scripts/start_router.sh --prepare-only)
 #   apt        Debian's python3.11-doc (the sample corpus) and, with --with-browser, Chromium for UI tests
+#   tests/oidc/node_modules   with --with-browser, the OpenID provider the single sign-on tests log in through
+#              (npm's oidc-provider; needs Node 20)
 # Usage: scripts/setup.sh [--with-browser] [--no-llm]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +16,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-browser) with_browser=1 ;;
     --no-llm) with_llm=0 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -51,4 +54,18 @@ fi
 if [ "$with_llm" = 1 ]; then
   step "LLM server environment (vllm-env) and model"
   scripts/start_vllm.sh --prepare-only
+  step "vLLM's router environment (router-env)"
+  scripts/start_router.sh --prepare-only
+fi
+
+if [ "$with_browser" = 1 ]; then
+  oidc_stamp=tests/oidc/node_modules/.package-lock.json
+  if [ ! -f "$oidc_stamp" ] || [ tests/oidc/package-lock.json -nt "$oidc_stamp" ]; then
+    step "test OpenID provider (npm ci in tests/oidc)"
+    if command -v npm >/dev/null; then
+      npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+    else
+      echo "  npm is missing: install Node 20 (apt-get install nodejs npm) for the single sign-on tests" >&2
+    fi
+  fi
 fi

@@ -49,6 +49,16 @@ Options (each also settable by the environment variable shown):
   --gpu-memory-utilization F     share of VRAM vLLM takes (default 0.90; GPU presets only)
                                                                         RAGCHAT_VLLM_GPU_MEMORY_UTILIZATION
   --venv DIR                     vLLM's virtual environment (default <repo>/vllm-env)  RAGCHAT_VLLM_VENV
+  --generation-config JSON       default sampling parameters of the server (vLLM's
+                                 --override-generation-config; a request's own values win). cpu default:
+                                 '{"repetition_penalty": 1.1}' (SmolLM2-135M repeats itself without it:
+                                 see docs/benchmarks.md, "cpu preset: generation defaults"); GPU presets:
+                                 the model's own generation_config.json. '' for none.
+                                                                        RAGCHAT_VLLM_GENERATION_CONFIG
+  --workers N                    start N servers on consecutive ports from --port (with --detach; --stop
+                                 and --dry-run take it too), each with --enable-scale-out (the render
+                                 endpoints vllm-router's cache_aware policy needs), and print the
+                                 scripts/start_router.sh line that puts vLLM's router in front of them
   --detach                       run in the background: log to --log-file, pid in --pid-file, return
                                  once /health answers (prints only the env lines on stdout)
   --log-file FILE                detach log (default <repo>/.cache/run/vllm-PORT.log)
@@ -68,6 +78,9 @@ Examples:
   scripts/$PROG --preset qwen2.5-7b-awq --max-model-len 4096
   eval "\$(scripts/$PROG --detach)"                # background server, then the app's env is set
   scripts/$PROG --preset cpu --dry-run
+  scripts/$PROG --workers 2 --port 8002 --detach    # several workers on one host (one GPU each: set
+                                                  # CUDA_VISIBLE_DEVICES per worker instead), then
+                                                  # scripts/start_router.sh --workers ... as printed
 
 Troubleshooting the script recognises in vLLM's output (and prints the fix for):
   out of memory (KV cache too small for --max-model-len, GPU out of memory, cpu RAM), gated model
@@ -129,6 +142,9 @@ port="${RAGCHAT_VLLM_PORT:-8000}"
 max_model_len="${RAGCHAT_VLLM_MAX_MODEL_LEN:-}"
 gpu_util="${RAGCHAT_VLLM_GPU_MEMORY_UTILIZATION:-}"
 venv="${RAGCHAT_VLLM_VENV:-$REPO_ROOT/vllm-env}"
+generation_config="${RAGCHAT_VLLM_GENERATION_CONFIG-unset}"
+workers=1
+all_args=("$@")
 detach=0
 log_file=""
 pid_file=""
@@ -151,6 +167,8 @@ while [[ $# -gt 0 ]]; do
     --max-model-len) need_value "$@"; max_model_len=$2; shift 2 ;;
     --gpu-memory-utilization) need_value "$@"; gpu_util=$2; shift 2 ;;
     --venv) need_value "$@"; venv=$2; shift 2 ;;
+    --generation-config) [[ $# -ge 2 ]] || die "--generation-config needs a JSON object (or '')"; generation_config=$2; shift 2 ;;
+    --workers) need_value "$@"; workers=$2; shift 2 ;;
     --log-file) need_value "$@"; log_file=$2; shift 2 ;;
     --pid-file) need_value "$@"; pid_file=$2; shift 2 ;;
     --health-timeout) need_value "$@"; health_timeout=$2; shift 2 ;;
@@ -170,6 +188,34 @@ done
 [[ -z $max_model_len || $max_model_len =~ ^[0-9]+$ ]] || die "--max-model-len must be a whole number (got '$max_model_len')"
 [[ -z $gpu_util || $gpu_util =~ ^(0?\.[0-9]+|1(\.0+)?)$ ]] || die "--gpu-memory-utilization must be a fraction like 0.90 (got '$gpu_util')"
 [[ -z $health_timeout || $health_timeout =~ ^[0-9]+$ ]] || die "--health-timeout must be seconds (got '$health_timeout')"
+[[ $workers =~ ^[0-9]+$ ]] && ((workers >= 1 && port + workers - 1 <= 65535)) || die "--workers must be a count >= 1 that fits above --port (got '$workers')"
+
+# Several workers: this script once per port (each with its own log and pid file), then the router line.
+if ((workers > 1)); then
+    ((detach || stop || dry_run)) || die "--workers $workers starts background servers: add --detach (or --stop, --dry-run)"
+    [[ -z $log_file && -z $pid_file ]] || die "--log-file/--pid-file name one server's files: leave them out with --workers"
+    own_args=()
+    scale_out=(--enable-scale-out)
+    for ((i = 0; i < ${#all_args[@]}; i++)); do
+        case ${all_args[$i]} in
+        --workers | --port) ((i += 1)) ;;
+        --) own_args+=("${all_args[@]:i}"); break ;;
+        *) own_args+=("${all_args[$i]}") ;;
+        esac
+    done
+    [[ " ${own_args[*]} " == *" -- "* ]] || own_args+=(--)
+    [[ " ${own_args[*]} " == *" --enable-scale-out "* ]] && scale_out=()
+    urls=()
+    for ((p = port; p < port + workers; p++)); do
+        bash "${BASH_SOURCE[0]}" --port "$p" "${own_args[@]}" "${scale_out[@]}" || die "worker on port $p failed (see above)"
+        urls+=("http://127.0.0.1:$p")
+    done
+    if ((detach)); then
+        say "$workers workers are ready; put vLLM's router in front of them with:"
+        printf 'scripts/start_router.sh --workers %s --detach\n' "${urls[*]}"
+    fi
+    exit 0
+fi
 
 run_dir="$REPO_ROOT/.cache/run"
 log_file="${log_file:-$run_dir/vllm-$port.log}"
@@ -228,6 +274,10 @@ esac
 is_cpu=0
 [[ $preset == cpu ]] && is_cpu=1
 model="${model:-$preset_model}"
+if [[ $generation_config == unset ]]; then
+    generation_config=""
+    ((is_cpu)) && generation_config='{"repetition_penalty": 1.1}'
+fi
 if ((is_cpu)); then
     served_name="${served_name:-smollm2}"
     max_model_len="${max_model_len:-4096}"
@@ -266,6 +316,7 @@ if ((is_cpu)); then
 else
     server_cmd+=(--gpu-memory-utilization "$gpu_util")
 fi
+[[ -z $generation_config ]] || server_cmd+=(--override-generation-config "$generation_config")
 server_cmd+=("${extra_args[@]}")
 
 if ((dry_run)); then

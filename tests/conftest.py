@@ -18,7 +18,7 @@ import pytest
 from ragchat.config import Settings
 from ragchat.infra.embeddings import Embedder
 
-pytest_plugins = ["tests.support.vllm", "tests.support.postgres", "tests.support.stores"]
+pytest_plugins = ["tests.support.vllm", "tests.support.oidc_provider", "tests.support.postgres", "tests.support.stores"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,7 +32,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings isolated in tmp_path, ignoring the developer's environment and .env file."""
 
     def factory(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"data_dir": tmp_path / "data"}
+        # Tests of other features run without authentication, which needs a loopback address.
+        values: dict[str, Any] = {"data_dir": tmp_path / "data", "auth": "off", "host": "127.0.0.1"}
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

@@ -77,7 +77,7 @@ app)
   done
   # Per-user decode speed: --backend app vs --backend vllm on the short chat workload.
   export RAGCHAT_DATA_DIR=/tmp/appdata LLM_BACKEND=vllm VLLM_BASE_URL=http://127.0.0.1:8000/v1 \
-    VLLM_MODEL="$MODEL_NAME"
+    VLLM_MODEL="$MODEL_NAME" RAGCHAT_AUTH=off RAGCHAT_HOST=127.0.0.1
   python3 -m ragchat ingest tests/data/chat_corpus
   setsid nohup python3 -m uvicorn app.main:app --host 127.0.0.1 --port 8080 > /tmp/app.log 2>&1 < /dev/null &
   wait_http http://127.0.0.1:8080/health 120 || { tail -50 /tmp/app.log; exit 1; }

@@ -47,6 +47,19 @@ class DocumentRecord:
     created_at: str
     title: str | None = None
 
+    def as_dict(self) -> dict[str, str | int | None]:
+        """The fields as the API and `ragchat documents list --json` show them, in that order."""
+        return {
+            "id": self.id,
+            "collection": self.collection,
+            "path": self.path,
+            "title": self.title,
+            "chunk_count": self.chunk_count,
+            "char_count": self.char_count,
+            "content_hash": self.content_hash,
+            "created_at": self.created_at,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Passage:

@@ -23,16 +23,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expec
 
 from ragchat.api.app import create_app
 from ragchat.config import Settings
+from tests.support.browser import CHROMIUM, launch_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 APP_START_TIMEOUT_S = 120.0  # the lifespan loads the embedding model; a busy 2-core machine is slow
 # Upper bounds on waits, not expectations: CPU answers and embeddings on a shared 2-core machine vary a lot.
 UI_TIMEOUT_MS = 60_000
@@ -110,10 +102,10 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Headless Debian Chromium (Playwright cannot download its own browsers here)."""
+    """Headless Debian Chromium (tests/support/browser.py)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    chromium = launch_chromium(playwright)
     yield chromium
     chromium.close()
 
@@ -129,10 +121,13 @@ class PageProblems:
 
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[..., tuple[Page, PageProblems]]]:
-    """`page, problems = open_page(app, width=1280, height=800)`: a fresh browser context on the app's UI."""
+    """`page, problems = open_page(app, width=1280, height=800, path="/")`: a fresh browser context on a page
+    of the app (the UI by default)."""
     contexts = []
 
-    def open_(app: LiveApp, *, width: int = 1280, height: int = 800) -> tuple[Page, PageProblems]:
+    def open_(
+        app: LiveApp, *, width: int = 1280, height: int = 800, path: str = "/"
+    ) -> tuple[Page, PageProblems]:
         context = browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(UI_TIMEOUT_MS)
         expect.set_options(timeout=UI_TIMEOUT_MS)
@@ -154,7 +149,7 @@ def open_page(browser: Browser) -> Iterator[Callable[..., tuple[Page, PageProble
                 else problems.foreign_requests.append(request.url)
             ),
         )
-        page.goto(app.url + "/")
+        page.goto(app.url + path)
         return page, problems
 
     yield open_

@@ -109,7 +109,8 @@ def test_collections_can_be_created_chosen_and_listed(
         expect(page.locator(".upload-results .result.added")).to_contain_text(handbook.name)
         expect(page.locator("#documents .doc")).to_have_count(1)
         with app.api() as api:
-            assert api.get("/api/collections").json()["collections"] == ["garden"]
+            collections = api.get("/api/collections").json()["collections"]
+            assert [c["name"] for c in collections] == ["default", "garden"]
             (stored,) = api.get("/api/documents").json()["documents"]
             assert stored["collection"] == "garden"
 

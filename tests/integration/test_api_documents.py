@@ -29,7 +29,9 @@ DOCUMENT_KEYS = {
 
 @pytest.fixture(scope="module")
 async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("api") / "data")  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path_factory.mktemp("api") / "data", auth="off", host="127.0.0.1"
+    )
     async with app_client(settings) as http:
         yield http
 
@@ -72,7 +74,7 @@ async def test_upload_several_files_of_every_type(client: httpx.AsyncClient) -> 
 
     listed = (await client.get("/api/documents", params={"collection": "mixed"})).json()["documents"]
     assert sorted(d["path"] for d in listed) == sorted(files)
-    assert "mixed" in (await client.get("/api/collections")).json()["collections"]
+    assert "mixed" in [c["name"] for c in (await client.get("/api/collections")).json()["collections"]]
 
     hits = (
         await client.post("/api/search", json={"query": "tidal bulges gravity", "collection": "mixed"})
@@ -151,7 +153,8 @@ async def test_delete_removes_the_document_everywhere(client: httpx.AsyncClient)
     assert (await client.delete(f"/api/documents/{document_id}")).status_code == 204
     assert_error(await client.delete(f"/api/documents/{document_id}"), 404, "document_not_found")
     assert (await client.get("/api/documents", params={"collection": "del"})).json() == {"documents": []}
-    assert "del" not in (await client.get("/api/collections")).json()["collections"]
+    listed = {c["name"]: c for c in (await client.get("/api/collections")).json()["collections"]}
+    assert listed["del"]["documents"] == 0  # the collection stays (DELETE /api/collections removes it)
     for mode in ("keyword", "vector"):
         response = await client.post("/api/search", json={**search, "mode": mode, "collection": "mixed"})
         assert all(hit["document_id"] != document_id for hit in response.json()["results"])
@@ -177,7 +180,8 @@ async def test_upload_request_errors(client: httpx.AsyncClient) -> None:
 
 
 async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
-    health = (await client.get("/health")).json()
+    assert (await client.get("/health")).json() == {"status": "ok"}  # liveness only
+    health = (await client.get("/api/health")).json()
     assert health["status"] == "ok"
     assert health["version"]
     listed = (await client.get("/api/documents")).json()["documents"]
@@ -196,6 +200,7 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
         ("/api/documents/{document_id}", "delete"),
         ("/api/search", "post"),
         ("/health", "get"),
+        ("/api/health", "get"),
     ):
         assert paths[path][method]["summary"]
     assert "SearchResponse" in spec["components"]["schemas"]

@@ -49,7 +49,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def client(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(_env_file=None, data_dir=data_dir, max_file_mb=MAX_FILE_MB)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=data_dir, max_file_mb=MAX_FILE_MB, auth="off", host="127.0.0.1"
+    )
     async with app_client(settings) as http:
         good = await http.post(
             "/api/documents", files=[("files", ("good.md", TOPICS["volcanoes.md"].encode()))]

@@ -226,7 +226,13 @@ def test_missing_openai_key_is_one_line() -> None:
 def ragchat_app(vllm_server: VllmServer, tmp_path: Path) -> Iterator[str]:
     """The ragchat app started as the guide starts it (`uvicorn app.main:app`), talking to `vllm_server`."""
     port = free_port()
-    env = {**os.environ, "RAGCHAT_DATA_DIR": str(tmp_path / "data"), "VLLM_BASE_URL": vllm_server.base_url}
+    env = {
+        **os.environ,
+        "RAGCHAT_DATA_DIR": str(tmp_path / "data"),
+        "VLLM_BASE_URL": vllm_server.base_url,
+        "RAGCHAT_AUTH": "off",
+        "RAGCHAT_HOST": "127.0.0.1",
+    }
     env.pop("VLLM_MODEL", None)
     log = (tmp_path / "app.log").open("wb")
     process = subprocess.Popen(

@@ -44,6 +44,8 @@ def app_settings(data_dir: Path, vllm: VllmServer | None, **overrides: object) -
         "retrieval_k": 10,
         "vllm_base_url": vllm.base_url if vllm else f"http://127.0.0.1:{free_port()}/v1",
         "llm_temperature": 0.0,
+        "auth": "off",
+        "host": "127.0.0.1",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -206,7 +208,7 @@ async def test_llm_down_is_a_503_or_an_sse_error_event(tmp_path: Path) -> None:
             events = [line[6:] for line in raw.text.splitlines() if line.startswith("data: ")]
             assert events[-1] == "[DONE]"
             assert json.loads(events[-2])["error"]["code"] == "llm_unavailable"
-            health = await http.get(f"{url}/health")
+            health = await http.get(f"{url}/api/health")
             assert health.status_code == 200 and health.json()["llm"]["reachable"] is False
 
 
@@ -229,7 +231,7 @@ async def test_vllm_killed_mid_stream_gives_an_error_event_then_recovers(
     assert broken.value.body["code"] == "llm_stream_broken", broken.value.body  # type: ignore[index]
 
     async with httpx.AsyncClient(timeout=60) as http:
-        health = await http.get(f"{app_url}/health")
+        health = await http.get(f"{app_url}/api/health")
         assert health.status_code == 200 and health.json()["llm"]["reachable"] is False
     with pytest.raises(openai.InternalServerError) as down:
         await client.chat.completions.create(model="ragchat", messages=[{"role": "user", "content": "Hi"}])
@@ -241,4 +243,4 @@ async def test_vllm_killed_mid_stream_gives_an_error_event_then_recovers(
     )
     assert completion.choices[0].message.content
     async with httpx.AsyncClient(timeout=60) as http:
-        assert (await http.get(f"{app_url}/health")).json()["llm"]["reachable"] is True
+        assert (await http.get(f"{app_url}/api/health")).json()["llm"]["reachable"] is True

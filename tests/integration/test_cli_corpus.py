@@ -49,12 +49,22 @@ def documents(cli: Cli, *args: str) -> list[dict[str, object]]:
 
 def test_ingest_summary_and_idempotence(cli: Cli, corpus: Path) -> None:
     again = cli("ingest", str(corpus))
-    lines = {
-        line.strip("│ ").split("│")[0].strip(): line for line in again.stdout.splitlines() if "│" in line
-    }
-    assert lines["unchanged"].split("│")[-2].strip() == "3"
-    assert lines["added"].split("│")[-2].strip() == "0"
+    summary = dict(line.split("\t") for line in again.stdout.splitlines() if "\t" in line)
+    assert summary["unchanged"] == "3"
+    assert summary["added"] == "0"
     assert len(documents(cli)) == 3
+
+
+def test_piped_tables_print_one_row_per_item_with_full_values(cli: Cli) -> None:
+    """Without a terminal (CliRunner has none) a table is a header and tab-separated rows, never wrapped:
+    `ragchat documents list | grep NAME` finds every document by its whole path."""
+    stored = documents(cli)
+    assert max(len(str(document["path"])) for document in stored) > 40  # a terminal table would wrap it
+    header, *rows = cli("documents", "list").stdout.splitlines()
+    assert header.split("\t") == ["id", "collection", "path", "chunks", "created (UTC)"]
+    assert sorted(row.split("\t")[:4] for row in rows) == sorted(
+        [str(d["id"]), str(d["collection"]), str(d["path"]), str(d["chunk_count"])] for d in stored
+    )
 
 
 def test_search_json_lines(cli: Cli, corpus: Path) -> None:

@@ -1,9 +1,11 @@
-"""`ragchat embed-server`, started as a real process and driven with the official `openai` client."""
+"""`ragchat embed-server`, started as a real process and driven with the official `openai` client; and
+the app using it (EMBEDDING_BACKEND=openai) while it is stopped and started again."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -29,8 +31,9 @@ from ragchat.infra.embeddings import InputType
 from ragchat.infra.embeddings.batching import Encoded, MicroBatcher
 from ragchat.infra.embeddings.local import SentenceTransformerEmbedder
 from ragchat.infra.embeddings.openai import OpenAIEmbedder
+from tests.support.live_app import live_app
 from tests.support.processes import wait_until_healthy
-from tests.support.vllm import free_port
+from tests.support.vllm import VllmServer, free_port
 
 TEXTS = [
     "Prefix caching reuses the KV cache of a shared prompt prefix.",
@@ -49,10 +52,12 @@ def reference() -> SentenceTransformerEmbedder:
 
 
 @contextmanager
-def running_embed_server(data_dir: Path, *args: str) -> Iterator[str]:
-    """`ragchat embed-server ARGS` on a free port, as a real process; yields its base URL ".../v1"."""
+def running_embed_server(data_dir: Path, *args: str, port: int | None = None) -> Iterator[str]:
+    """`ragchat embed-server ARGS` on `port` (default: a free one), as a real process; yields its base URL
+    ".../v1"."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "embed-server.log"
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "RAGCHAT_DATA_DIR": str(data_dir)}
     command = [str(Path(sys.executable).parent / "ragchat"), "embed-server", "--port", str(port), *args]
     with log_path.open("wb") as log:
@@ -253,3 +258,65 @@ def test_an_app_without_models_is_refused() -> None:
     models: list[ServedModel] = []
     with pytest.raises(ValueError, match="at least one model"):
         create_embed_app(models)
+
+
+def sse_events(response: httpx.Response) -> list[str]:
+    return [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.llm
+def test_the_app_answers_503_while_its_embedding_server_is_down_and_recovers(
+    tmp_path: Path, vllm_server: VllmServer
+) -> None:
+    """Search and chat (a question alone, and a follow-up whose two searches run side by side) answer 503
+    `embedding_unavailable` in the shape of an LLM outage, then work again once the server is back."""
+    port = free_port()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "app",
+        embedding_backend="openai",
+        embedding_base_url=f"http://127.0.0.1:{port}/v1",
+        embedding_model="all-MiniLM-L6-v2",
+        vllm_base_url=vllm_server.base_url,
+        vllm_model=vllm_server.model,
+        llm_max_tokens=4,
+    )
+    question = {"role": "user", "content": "How do I rotate an API key?"}
+    follow_up = [
+        question,
+        {"role": "assistant", "content": "Use orbitctl [1]."},
+        {"role": "user", "content": "And revoke it?"},
+    ]
+    handbook = Path(__file__).resolve().parents[1] / "data" / "chat_corpus" / "api-keys.md"
+    with live_app(settings) as app, httpx.Client(base_url=app, timeout=120) as http:
+        with running_embed_server(tmp_path / "embed", port=port):
+            stored = http.post("/api/documents", files=[("files", (handbook.name, handbook.read_bytes()))])
+            assert stored.status_code == 200, stored.text
+            assert http.post("/api/search", json={"query": "rotate a key"}).status_code == 200
+
+        # The embedding server is stopped.
+        for mode in ("hybrid", "vector"):
+            down = http.post("/api/search", json={"query": "rotate a key", "mode": mode})
+            assert down.status_code == 503, down.text
+            assert down.json()["error"]["code"] == "embedding_unavailable"
+            assert down.json()["error"]["type"] == "service_unavailable"  # as an LLM outage says it
+            assert (
+                f"cannot reach the embedding server at http://127.0.0.1:{port}/v1"
+                in down.json()["error"]["message"]
+            )
+        for messages in ([question], follow_up):
+            chat = http.post("/v1/chat/completions", json={"messages": messages})
+            assert chat.status_code == 503, chat.text
+            assert chat.json()["error"]["code"] == "embedding_unavailable"
+        streamed = http.post("/v1/chat/completions", json={"messages": follow_up, "stream": True})
+        events = sse_events(streamed)
+        assert events[-1] == "[DONE]"
+        assert json.loads(events[-2])["error"]["code"] == "embedding_unavailable"
+        assert http.get("/health").status_code == 200
+
+        with running_embed_server(tmp_path / "embed", port=port):
+            found = http.post("/api/search", json={"query": "rotate a key"})
+            assert found.status_code == 200 and found.json()["results"]
+            answered = http.post("/v1/chat/completions", json={"messages": follow_up})
+            assert answered.status_code == 200, answered.text
+            assert answered.json()["sources"]

@@ -42,6 +42,8 @@ def test_two_workers_serve_one_port_and_metrics_sum_over_both(tmp_path: Path) ->
         "RAGCHAT_DATA_DIR": str(tmp_path / "data"),
         "VLLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # no LLM needed here
         "HF_HUB_OFFLINE": "1",
+        "RAGCHAT_AUTH": "off",
+        "RAGCHAT_HOST": "127.0.0.1",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log_path.open("wb") as log:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
@@ -19,10 +20,13 @@ START_TIMEOUT_S = 180.0  # loads the embedding model; slow on a busy 2-core mach
 
 
 @contextmanager
-def live_app(settings: Settings) -> Iterator[str]:
-    """Serve `create_app(settings)`; yield its root URL (the OpenAI base URL is that plus "/v1")."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+def live_app(settings: Settings, *, port: int | None = None, **uvicorn_options: Any) -> Iterator[str]:
+    """Serve `create_app(settings)` on `port` (default: a free one); yield its root URL (the OpenAI base URL
+    is that plus "/v1"). `uvicorn_options` go to `uvicorn.Config` (e.g. proxy_headers=False)."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", **uvicorn_options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"ragchat-{port}", daemon=True)
     thread.start()

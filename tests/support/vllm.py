@@ -67,6 +67,10 @@ def launcher_command(port: int, max_model_len: int, extra_args: Sequence[str] = 
         str(max_model_len),
         "--served-model-name",
         SERVED_MODEL_NAME,
+        # The model's own sampling, not the cpu preset's repetition penalty: the tests' questions (which ask
+        # SmolLM2 to cite "[1]") were written for it, and the penalty discourages repeating "[1]".
+        "--generation-config",
+        "",
         "--health-timeout",
         str(int(START_TIMEOUT_S)),
     ]

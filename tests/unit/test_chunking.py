@@ -11,7 +11,6 @@ from ragchat.core.chunking import MAX_HEADING_PREFIX_CHARS, Chunker, embedding_t
 from ragchat.domain import ChunkDraft, ExtractedDocument, Section
 from ragchat.infra.embeddings.model_files import ModelTokenizer
 from ragchat.infra.loaders import load_document
-from tests.support.sample_files import write
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,7 @@ def assert_chunks_are_exact(
 
 
 def test_every_chunk_is_the_exact_text_span_it_claims(tmp_path: Path, tokenizer: ModelTokenizer) -> None:
-    doc = load_document(write(tmp_path / "handbook.md", long_markdown()))
+    doc = load_document("handbook.md", long_markdown().encode())
     chunks = Chunker(tokenizer, 64, 12).split(doc)
 
     assert len(chunks) > 8
@@ -57,7 +56,7 @@ def test_every_chunk_is_the_exact_text_span_it_claims(tmp_path: Path, tokenizer:
 
 
 def test_no_text_is_lost(tmp_path: Path, tokenizer: ModelTokenizer) -> None:
-    doc = load_document(write(tmp_path / "handbook.md", long_markdown()))
+    doc = load_document("handbook.md", long_markdown().encode())
     chunks = Chunker(tokenizer, 64, 12).split(doc)
 
     covered = [False] * len(doc.text)
@@ -133,7 +132,7 @@ def test_cuts_prefer_paragraph_breaks(tokenizer: ModelTokenizer) -> None:
 def test_chunks_record_their_heading_path_and_stay_inside_sections(
     tmp_path: Path, tokenizer: ModelTokenizer
 ) -> None:
-    doc = load_document(write(tmp_path / "handbook.md", long_markdown()))
+    doc = load_document("handbook.md", long_markdown().encode())
     chunks = Chunker(tokenizer, 64, 12).split(doc)
 
     for chunk in chunks:
@@ -182,7 +181,7 @@ def test_small_sibling_sections_share_a_chunk_labelled_by_their_parent(tokenizer
 
 
 def test_large_sections_are_not_merged(tmp_path: Path, tokenizer: ModelTokenizer) -> None:
-    doc = load_document(write(tmp_path / "handbook.md", long_markdown(sections=3, paragraphs=2)))
+    doc = load_document("handbook.md", long_markdown(sections=3, paragraphs=2).encode())
     chunks = Chunker(tokenizer, 200, 20).split(doc)
 
     chapters = [chunk.heading_path for chunk in chunks if len(chunk.heading_path) == 2]

@@ -144,16 +144,18 @@ def test_discover_files_walks_in_order_without_hidden_entries(tmp_path: Path) ->
 async def test_upload_statuses(store: AnyStore, embedder: Embedder) -> None:
     service = make_service(store, embedder)
     text = TOPICS["volcanoes.md"].encode()
-    status, record, reason = await service.ingest_upload("volcanoes.md", text, collection="uploads")
-    assert (status, reason) == ("added", None)
+    added = await service.ingest_upload("volcanoes.md", text, collection="uploads")
+    assert (added.path, added.status, added.reason) == ("volcanoes.md", "added", None)
+    record = added.document
     assert record is not None and record.path == "volcanoes.md" and record.collection == "uploads"
-    assert (await service.ingest_upload("volcanoes.md", text, collection="uploads"))[0] == "unchanged"
-    status, replaced, _ = await service.ingest_upload(
-        "volcanoes.md", text + b"\n\nLava cools.", collection="uploads"
-    )
-    assert status == "replaced" and replaced is not None and replaced.id == record.id
-    status, none, reason = await service.ingest_upload("blob.exe", b"MZ\x00\x01", collection="uploads")
-    assert (status, none) == ("skipped", None) and reason is not None and "unsupported" in reason
+    assert added.chunks == record.chunk_count > 0
+    assert (await service.ingest_upload("volcanoes.md", text, collection="uploads")).status == "unchanged"
+    replaced = await service.ingest_upload("volcanoes.md", text + b"\n\nLava cools.", collection="uploads")
+    assert replaced.status == "replaced"
+    assert replaced.document is not None and replaced.document.id == record.id
+    skipped = await service.ingest_upload("blob.exe", b"MZ\x00\x01", collection="uploads")
+    assert (skipped.status, skipped.document) == ("skipped", None)
+    assert skipped.reason is not None and "unsupported" in skipped.reason
     with pytest.raises(ValueError, match="plain file name"):
         await service.ingest_upload("../escape.md", text, collection="uploads")
     assert store.count_documents() == 1

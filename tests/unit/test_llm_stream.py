@@ -17,7 +17,8 @@ from ragchat.infra.llm import (
     LLMStreamBroken,
     LLMUnavailable,
 )
-from ragchat.infra.llm.openai_compatible import Backend, OpenAICompatibleChatModel
+from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
+from ragchat.infra.llm.providers import Backend, OpenAIProvider, Provider, VllmProvider
 
 MODELS = {"object": "list", "data": [{"id": "m", "object": "model", "max_model_len": 2048}]}
 
@@ -77,14 +78,12 @@ async def scripted_upstream(replies: list[Reply]) -> AsyncIterator[tuple[str, li
 
 
 def model(base_url: str, backend: Backend = "vllm") -> OpenAICompatibleChatModel:
-    return OpenAICompatibleChatModel(
-        backend=backend,
-        base_url=base_url,
-        api_key="k" if backend == "openai" else None,
-        model="m" if backend == "openai" else None,
-        connect_timeout_s=2,
-        read_timeout_s=5,
+    provider: Provider = (
+        VllmProvider(base_url, model=None)
+        if backend == "vllm"
+        else OpenAIProvider(base_url, api_key="k", model="m")
     )
+    return OpenAICompatibleChatModel(provider, connect_timeout_s=2, read_timeout_s=5)
 
 
 async def collect(llm: OpenAICompatibleChatModel, into: list[ChatDelta]) -> None:

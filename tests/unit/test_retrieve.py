@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from ragchat.config import Settings
@@ -29,7 +30,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
         "## Cooling\n\nLet the device rest for ten minutes before restarting it.",
     )
     chunk_store = SqliteChunkStore(folder / "ragchat.sqlite3")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=folder / "data")  # type: ignore[call-arg]
     chunker = Chunker(create_token_counter(settings), settings.chunk_tokens, settings.chunk_overlap_tokens)
     IngestService(chunk_store, embedder, chunker, load_document, max_file_bytes=1 << 20).ingest_paths(
         [folder / "corpus"], collection="default"
@@ -40,7 +41,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
 
 @pytest.fixture(scope="module")
 def retriever(store: SqliteChunkStore, embedder: Embedder) -> HybridRetriever:
-    return HybridRetriever(store, embedder)
+    default_weight = Settings.model_fields["hybrid_vector_weight"].default
+    return HybridRetriever(store, embedder, vector_weight=default_weight)
 
 
 def test_convex_fusion_standardises_each_list_and_weighs_the_sides() -> None:
@@ -97,7 +99,8 @@ async def test_hybrid_fuses_both_and_returns_whole_passages(retriever: HybridRet
     assert Path(results[0].document_path).name == "errors.md"
     assert results[0].keyword_rank is not None and results[0].vector_rank is not None
     assert [p.score for p in results] == sorted((p.score for p in results), reverse=True)
-    document = load_document(Path(results[0].document_path))
+    path = Path(results[0].document_path)
+    document = load_document(path.name, await anyio.Path(path).read_bytes())
     assert document.text[results[0].start : results[0].end] == results[0].text
 
 

@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 
 from ragchat import __version__
 from ragchat.api import errors
+from ragchat.api.auth import CSRF_HEADER, USER, SecurityHeadersMiddleware
 from ragchat.api.limits import RequestLimitsMiddleware, default_allowed_hosts
-from ragchat.api.routes import chat, documents, health, metrics, search, status, ui
+from ragchat.api.routes import access, chat, docs, documents, health, metrics, search, sso, status, ui
 from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
 
@@ -25,8 +28,8 @@ def create_app(settings: Settings) -> FastAPI:
         services = await build_services(settings)
         app.state.services = services
         try:
-            # The default collection's search indexes are built now (about 1 s per 30,000 chunks on two
-            # cores), not by the first search after a start.
+            # The default collection's search indexes are built now, not by the first search after a start
+            # (docs/benchmarks.md, "Search latency", measures how long that takes).
             await anyio.to_thread.run_sync(services.store.prepare_search, settings.default_collection)
             yield
         finally:
@@ -37,6 +40,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Ask your documents; get cited answers from your own LLM.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by routes/docs.py, to signed-in callers only
+        redoc_url=None,  # ReDoc comes from a CDN; /docs covers it
+        openapi_url=None,  # served below, to signed-in callers only
     )
     app.state.settings = settings
     errors.install(app)
@@ -47,9 +53,30 @@ def create_app(settings: Settings) -> FastAPI:
         max_json_bytes=settings.max_request_kb * 1024,
         max_upload_bytes=settings.max_upload_bytes,
     )
-    for module in (health, documents, search, chat, status, metrics, ui):
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.sso_enabled:
+        sso.hide_callback_queries_from_access_log()
+    for module in (health, access, sso, documents, search, chat, status, metrics, docs, ui):
         app.include_router(module.router)
+    _add_api_docs(app)
     return app
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """`/openapi.json` for signed-in callers: the schema lists every route and parameter, which anonymous
+    visitors have no use for (`/docs`, in routes/docs.py, reads it)."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(USER)])
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
 
 def app_from_environment() -> FastAPI:

@@ -1,7 +1,8 @@
 """Pydantic models mirroring OpenAI's chat completion API, plus ragchat's additions.
 
 Requests tolerate unknown fields (OpenAI clients send many; they are ignored). ragchat adds:
-- request: `collection` (extra body field) to pick the collection; otherwise `model` = `ragchat/<collection>`;
+- request: `collection` (extra body field) to pick the collection; otherwise `model` = `ragchat/<collection>`,
+  `ragchat` (the default collection) or an alias (RAGCHAT_MODEL_ALIASES); another model name is refused;
 - response: `sources` at the top level of a completion, and in the last chunk of a stream (a chunk with
   `choices: []`, sent just before `data: [DONE]`). OpenAI clients keep such extra fields (the Python
   client exposes them as attributes, e.g. `completion.sources`) or ignore them.
@@ -9,11 +10,13 @@ Requests tolerate unknown fields (OpenAI clients send many; they are ignored). r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragchat.core.chat import Source
+from ragchat.core.errors import UnknownModel
 from ragchat.infra.llm import ChatMessage, TokenUsage
 
 MODEL_PREFIX = "ragchat"
@@ -69,14 +72,25 @@ class ChatCompletionRequest(_Tolerant):
             if m.role in ("user", "assistant")
         ]
 
-    def requested_collection(self) -> str | None:
-        """`collection` if given, else the `<name>` of `model="ragchat/<name>"`, else None (the default)."""
+    def requested_collection(self, aliases: Mapping[str, str]) -> str | None:
+        """`collection` if given (`model` is then not read), else the `<name>` of `model="ragchat/<name>"`
+        or the collection of the alias `model`, else None (the default) for `model="ragchat"`.
+
+        Raises `UnknownModel` for any other model name.
+        """
         if self.collection:
             return self.collection
         prefix = MODEL_PREFIX + "/"
         if self.model.startswith(prefix) and len(self.model) > len(prefix):
             return self.model[len(prefix) :]
-        return None
+        if self.model in aliases:
+            return aliases[self.model]
+        if self.model == MODEL_PREFIX:
+            return None
+        raise UnknownModel(
+            f"the model {self.model!r} is not served here: use {MODEL_PREFIX!r} (the default collection) or "
+            f"'{MODEL_PREFIX}/<collection>'; GET /v1/models lists them"
+        )
 
     def answer_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

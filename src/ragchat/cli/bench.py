@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ragchat.bench.client import ServerProblem
-from ragchat.bench.compare import compare_table, summary_lines
-from ragchat.bench.config import (
+from ragchat.cli.common import console, err_console, print_table, settings_or_exit, stdout_is_terminal
+from ragchat.inference_bench.client import ServerProblem
+from ragchat.inference_bench.compare import compare_table, summary_lines
+from ragchat.inference_bench.config import (
     OPENAI_BASE_URL,
     Backend,
     BenchConfig,
@@ -31,9 +32,15 @@ from ragchat.bench.config import (
     parse_float_list,
     parse_int_list,
 )
-from ragchat.bench.report import console_tables, headline_lines, load_record, with_slo, write_outputs
-from ragchat.bench.runner import BenchRunner, StepResult
-from ragchat.cli.common import console, err_console, settings_or_exit
+from ragchat.inference_bench.report import (
+    console_tables,
+    headline_lines,
+    load_record,
+    with_slo,
+    workload_names,
+    write_outputs,
+)
+from ragchat.inference_bench.runner import BenchRunner, StepResult
 
 METRICS_HELP = (
     "Metrics are defined as vLLM's `vllm bench serve` defines them: TTFT = time to the first streamed chunk "
@@ -128,7 +135,7 @@ def run_command(
         "vLLM (e.g. http://localhost:8000) to see the engine behind the app.",
     ),
     api_key: str | None = typer.Option(
-        None, "--api-key", help="Bearer key (default for openai: OPENAI_API_KEY)."
+        None, "--api-key", help="Bearer key (default: OPENAI_API_KEY for openai, RAGCHAT_API_KEY for app)."
     ),
     concurrency: str = typer.Option(
         "1,2,4,8,16,32", "--concurrency", help="Sweep: requests kept in flight at each level (closed loop)."
@@ -197,7 +204,8 @@ def run_command(
 ) -> None:
     settings = settings_or_exit()
     chosen: Backend = backend.value
-    key = api_key or (settings.openai_api_key if chosen == "openai" else None)
+    app_key = settings.api_key.get_secret_value() if settings.api_key else None
+    key = api_key or (settings.openai_api_key if chosen == "openai" else app_key if chosen == "app" else None)
     url = base_url or default_base_url(
         chosen,
         vllm_base_url=settings.vllm_base_url,
@@ -277,9 +285,8 @@ def _show(record: dict[str, Any]) -> None:
         f"vLLM {server['vllm_version'] or 'version not exposed'}",
         markup=False,
     )
-    out = console if console.is_terminal else Console(width=150)
-    for table in console_tables(record):
-        out.print(table)
+    for workload, table in zip(workload_names(record), console_tables(record), strict=True):
+        print_table(table, prefix={"workload": workload})
     for line in headline_lines(record):
         console.print(line, style="bold", markup=False, soft_wrap=True)
 
@@ -321,7 +328,7 @@ def compare_command(
         raise fail(str(exc), 2) from None
     for line in summary_lines(a, b):
         console.print(line, markup=False, soft_wrap=True)
-    console.print(compare_table(a, b))
+    print_table(compare_table(a, b, every_row=not stdout_is_terminal()))
 
 
 def register(app: typer.Typer) -> None:

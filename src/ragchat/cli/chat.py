@@ -19,7 +19,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ragchat.cli.common import console, err_console, fail, settings_or_exit
+from ragchat.cli.common import err_console, fail, print_table, settings_or_exit
+from ragchat.config import is_loopback
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +36,7 @@ def serve(
         1,
         min=1,
         help="App processes sharing the port. One suits a small host; with cores to spare, 2-4 keep "
-        "answers fast for 16 users at once (measured on 16 cores: docs/deploy-l4.md). Each loads the "
+        'answers fast for 16 users at once (docs/benchmarks.md, "GPU validation"). Each loads the '
         "embedding model.",
     ),
     log_level: str = typer.Option("info", help="uvicorn log level: debug, info, warning, error."),
@@ -51,12 +52,23 @@ def serve(
     from ragchat.api.app import create_app
 
     settings = settings_or_exit()
+    bind = host or settings.host
+    if settings.auth == "off" and not is_loopback(bind):
+        raise fail(
+            f"RAGCHAT_AUTH=off with --host {bind}: anyone who can reach the port could "
+            "read, replace and delete every document; bind a loopback address or keep RAGCHAT_AUTH=on",
+            2,
+        )
     options: dict[str, Any] = {
-        "host": host or settings.host,
+        "host": bind,
         "port": port or settings.port,
         "log_level": log_level,
         "timeout_graceful_shutdown": 5,
     }
+    if settings.trusted_user_header:
+        # The trusted-proxy check needs the TCP peer's address: uvicorn would otherwise replace it with
+        # whatever X-Forwarded-For says when the peer is in --forwarded-allow-ips (127.0.0.1 by default).
+        options["proxy_headers"] = False
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
@@ -98,11 +110,12 @@ def ask(
     settings = settings_or_exit()
     base_url = url or f"http://127.0.0.1:{settings.port}/v1"
     try:
-        sources = asyncio.run(_stream_answer(base_url, question, collection, max_tokens))
+        api_key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+        sources = asyncio.run(_stream_answer(base_url, api_key, question, collection, max_tokens))
     except _AskError as exc:
         raise fail(str(exc)) from None
     if sources:
-        console.print(_sources_table(sources))
+        print_table(_sources_table(sources))
 
 
 class _AskError(Exception):
@@ -110,11 +123,11 @@ class _AskError(Exception):
 
 
 async def _stream_answer(
-    base_url: str, question: str, collection: str | None, max_tokens: int | None
+    base_url: str, api_key: str, question: str, collection: str | None, max_tokens: int | None
 ) -> list[dict[str, Any]]:
     import openai
 
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
     sources: list[dict[str, Any]] = []
     try:
         stream = await client.chat.completions.create(
@@ -135,6 +148,10 @@ async def _stream_answer(
         sys.stdout.write("\n")
     except openai.APIConnectionError:
         raise _AskError(f"cannot reach ragchat at {base_url}: is `ragchat serve` running?") from None
+    except openai.AuthenticationError:
+        raise _AskError(
+            f"{base_url} refused the request: set RAGCHAT_API_KEY to a key (`ragchat keys create`)"
+        ) from None
     except openai.APIStatusError as exc:
         raise _AskError(_error_message(exc.body) or exc.message) from None
     except openai.APIError as exc:  # an error event in the stream (e.g. the LLM died midway)

@@ -22,12 +22,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ragchat.cli.common import console, err_console, fail, settings_or_exit
+from ragchat.cli.access import CLI_ADMIN, with_access
+from ragchat.cli.common import console, err_console, fail, print_table, settings_or_exit
 from ragchat.config import Settings
 from ragchat.container import Services, build_services, open_store
+from ragchat.core.access import AccessService
 from ragchat.core.ingest import FileOutcome, InvalidCollectionName, check_collection_name
 from ragchat.core.retrieve import SEARCH_MODES
-from ragchat.domain import Passage
+from ragchat.domain import DocumentRecord, IngestReport, Passage
 from ragchat.infra.embeddings import EmbeddingError
 from ragchat.infra.store import ChunkStore, StoreError
 
@@ -143,6 +145,7 @@ def ingest(
             report = await asyncio.to_thread(
                 services.ingest.ingest_paths, paths, collection=name, progress=bar
             )
+        await asyncio.to_thread(_audit_ingest, services.access, name, report)
         return report, time.perf_counter() - started
 
     report, seconds = _with_services(settings, work)
@@ -161,7 +164,7 @@ def ingest(
         ("time", f"{seconds:.1f} s"),
     ):
         summary.add_row(label, str(value))
-    console.print(summary)
+    print_table(summary)
     if report.skipped:
         console.print(f"[bold yellow]Skipped {len(report.skipped)} file(s):[/bold yellow]")
         for path, reason in report.skipped[:_SKIPPED_SHOWN]:
@@ -170,6 +173,14 @@ def ingest(
             console.print(f"  … and {len(report.skipped) - _SKIPPED_SHOWN} more")
     if files and len(report.skipped) == files:
         raise fail("no file could be ingested (see the reasons above)")
+
+
+def _audit_ingest(access: AccessService, collection: str, report: IngestReport) -> None:
+    """One audit event per document added or replaced (actor `cli`)."""
+    for status, records in (("added", report.added), ("replaced", report.replaced)):
+        for record in records:
+            detail = {"document_id": record.id, "chunks": record.chunk_count}
+            access.record(CLI_ADMIN, f"document_{status}", f"{collection}/{record.path}", detail, None)
 
 
 # --- search ------------------------------------------------------------------------------------------------
@@ -244,17 +255,7 @@ def list_documents(
     records = _with_store(settings, lambda store: store.list_documents(collection))
     if as_json:
         for record in records:
-            line = {
-                "id": record.id,
-                "collection": record.collection,
-                "path": record.path,
-                "title": record.title,
-                "chunk_count": record.chunk_count,
-                "char_count": record.char_count,
-                "content_hash": record.content_hash,
-                "created_at": record.created_at,
-            }
-            typer.echo(json.dumps(line, ensure_ascii=False))
+            typer.echo(json.dumps(record.as_dict(), ensure_ascii=False))
         return
     if not records:
         console.print("No documents yet. Add some with: ragchat ingest PATH")
@@ -268,7 +269,7 @@ def list_documents(
     for record in records:
         created = record.created_at[:16].replace("T", " ")
         table.add_row(record.id, record.collection, record.path, str(record.chunk_count), created)
-    console.print(table)
+    print_table(table)
 
 
 @documents_app.command(name="delete")
@@ -277,8 +278,20 @@ def delete_document(
 ) -> None:
     """Delete a document with every chunk, vector and index entry of it."""
     settings = settings_or_exit()
-    if not _with_store(settings, lambda store: store.delete_document(document_id)):
+
+    def delete(store: ChunkStore) -> DocumentRecord | None:
+        record = store.get_document(document_id)
+        return record if record is not None and store.delete_document(document_id) else None
+
+    record = _with_store(settings, delete)
+    if record is None:
         raise fail(f"no document has the id {document_id!r} (see `ragchat documents list`)")
+    target = f"{record.collection}/{record.path}"
+    with_access(
+        lambda access: access.record(
+            CLI_ADMIN, "document_deleted", target, {"document_id": document_id}, None
+        )
+    )
     console.print(f"Deleted document {document_id}.")
 
 
@@ -395,4 +408,4 @@ def evaluate(
         table.add_column(column, justify="right" if column != "mode" else "left")
     for score in scores:
         table.add_row(score.mode, f"{score.hit_at_k:.3f}", f"{score.mrr:.3f}")
-    console.print(table)
+    print_table(table)

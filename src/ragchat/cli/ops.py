@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 from typing import Annotated, cast
 
 import typer
 from rich.table import Table
 
-from ragchat.cli.common import console, err_console, fail, settings_or_exit
+from ragchat.cli.common import console, err_console, fail, print_table, settings_or_exit
+from ragchat.config import EMBEDDING_RUNTIMES, EmbeddingRuntime
+from ragchat.container import create_vllm_monitor
 from ragchat.infra.embeddings import ModelNotAvailable
-from ragchat.infra.llm.vllm_metrics import (
-    INDICATORS,
-    VllmMetricsError,
-    VllmStatus,
-    metrics_url_for,
-    read_status,
-)
-
-RUNTIMES = ("torch", "onnx", "onnx-int8")
+from ragchat.infra.llm.vllm_metrics import INDICATORS, ClusterStatus, VllmStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -41,26 +34,54 @@ def status(
 
     Requests running and waiting, KV-cache usage, prefix-cache hit rate, generation throughput (the rate
     of vllm:generation_tokens_total over --window seconds) and preemptions, under current vLLM's metric
-    names, with the guide's older names where vLLM renamed or removed them.
+    names, with the guide's older names where vLLM renamed or removed them. When VLLM_BASE_URL is vLLM's
+    router (scripts/start_router.sh), every worker behind it is shown too, up or down.
     """
     settings = settings_or_exit()
     if settings.llm_backend != "vllm":
         raise fail(f"LLM_BACKEND is {settings.llm_backend}: `ragchat status` reads a vLLM server's /metrics")
-    url = metrics_url_for(settings.vllm_base_url)
-    try:
-        result = asyncio.run(read_status(url, window_s=window, timeout_s=settings.llm_connect_timeout_s))
-    except VllmMetricsError as exc:
-        hint = f"VLLM_BASE_URL={settings.vllm_base_url}; start vLLM with scripts/start_vllm.sh"
-        raise fail(f"{exc} ({hint})") from None
+
+    async def read() -> tuple[str, ClusterStatus]:
+        monitor = create_vllm_monitor(settings)
+        try:
+            return monitor.metrics_url, await monitor.read(window)
+        finally:
+            await monitor.aclose()
+
+    url, result = asyncio.run(read())
     if as_json:
-        console.print_json(json.dumps({"metrics_url": url, "vllm": result.as_dict()}))
-        return
-    console.print(_status_table(url, result))
+        data: dict[str, object] = {
+            "metrics_url": url,
+            "vllm": result.total.as_dict() if result.total else None,
+            "error": result.error,
+        }
+        if result.routed:
+            data |= {
+                "router_metrics_url": result.router_metrics_url,
+                "router_error": result.router_error,
+                "workers": [w.as_dict() for w in result.workers],
+            }
+        console.print_json(json.dumps(data))
+    if result.total is None and not result.routed:
+        hint = f"VLLM_BASE_URL={settings.vllm_base_url}; start vLLM with scripts/start_vllm.sh"
+        raise fail(f"{result.error} ({hint})")
+    if not as_json:
+        if result.total is not None:
+            title = f"vLLM at {url} — {', '.join(result.total.models) or 'no model'}"
+            if result.routed:
+                title = (
+                    f"vLLM's router at {url.removesuffix('/metrics')}: {len(result.workers)} workers combined"
+                )
+            print_table(_status_table(title, result.total))
+        if result.routed:
+            print_table(_workers_table(result))
+    if result.routed and not any(w.state == "up" for w in result.workers):
+        raise fail(result.error or "no worker behind the router is up")
 
 
-def _status_table(url: str, result: VllmStatus) -> Table:
+def _status_table(title: str, result: VllmStatus) -> Table:
     values = result.as_dict()
-    table = Table(title=f"vLLM at {url} — {', '.join(result.models) or 'no model'}", title_justify="left")
+    table = Table(title=title, title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column("from vLLM's metric (the guide's name)", overflow="fold")
@@ -70,6 +91,38 @@ def _status_table(url: str, result: VllmStatus) -> Table:
             source += f"\n(the guide's {indicator.guide_name}, {indicator.change})"
         table.add_row(indicator.label, _format(indicator.key, values.get(indicator.key)), source)
     table.caption = f"rates over {result.window_s:.1f} s" if result.window_s else "one scrape: no rates"
+    return table
+
+
+def _workers_table(result: ClusterStatus) -> Table:
+    table = Table(title="workers behind the router", title_justify="left")
+    table.add_column("worker", overflow="fold")
+    table.add_column("state", overflow="fold")
+    for column in ("running", "waiting", "KV cache", "prefix hits", "gen tok/s", "routed"):
+        table.add_column(column, justify="right", overflow="fold")
+    for worker in result.workers:
+        figures = worker.vllm.as_dict() if worker.vllm else {}
+        table.add_row(
+            worker.url,
+            worker.state
+            if worker.router.circuit in (None, "closed")
+            else f"{worker.state} ({worker.router.circuit})",
+            *(
+                _format(key, figures.get(key))
+                for key in (
+                    "requests_running",
+                    "requests_waiting",
+                    "kv_cache_usage",
+                    "prefix_cache_hit_rate",
+                    "generation_tokens_per_s",
+                )
+            ),
+            _format("routed", worker.router.routed_requests),
+        )
+    notes = [f"{w.url}: {w.error}" for w in result.workers if w.error]
+    if result.router_error:
+        notes.append(result.router_error)
+    table.caption = "\n".join(notes) or None
     return table
 
 
@@ -102,7 +155,7 @@ def embed_server(
         typer.Option(
             help="torch (sentence-transformers; default: fastest with batches, see docs/benchmarks.md), onnx "
             "(ONNX Runtime, same vectors; faster for single texts) or onnx-int8 (faster still, vectors "
-            "differ slightly: cosine ~0.99)."
+            "differ slightly; docs/benchmarks.md)."
         ),
     ] = "torch",
     max_batch: Annotated[int, typer.Option(min=1, help="Most texts encoded in one model call.")] = 256,
@@ -117,20 +170,18 @@ def embed_server(
     """
     import uvicorn
 
-    from ragchat.embed_server.app import Runtime, create_embed_app, default_model_names, prepare_models
+    from ragchat.embed_server.app import create_embed_app, default_model_names, prepare_models
+    from ragchat.infra.embeddings.local import wait_passively_in_openmp
 
-    # torch's OpenMP threads spin-wait between calls by default. With the model called from a thread other
-    # than the event loop's, that starved the loop: ~1 s instead of ~15 ms per one-text request on 2 busy
-    # cores (measured). Passive waiting costs nothing measurable; it must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if runtime not in RUNTIMES:
-        raise fail(f"--runtime must be one of {', '.join(RUNTIMES)} (got {runtime!r})", code=2)
+    wait_passively_in_openmp()
+    if runtime not in EMBEDDING_RUNTIMES:
+        raise fail(f"--runtime must be one of {', '.join(EMBEDDING_RUNTIMES)} (got {runtime!r})", code=2)
     settings = settings_or_exit()
     names = model or default_model_names(settings)
     if _port_taken(host, port):
         raise fail(f"port {port} on {host} is already in use; choose another with --port")
     try:
-        models = prepare_models(settings, names, cast(Runtime, runtime))
+        models = prepare_models(settings, names, cast(EmbeddingRuntime, runtime))
     except ModelNotAvailable as exc:
         raise fail(str(exc)) from None
     app = create_embed_app(models, max_batch_texts=max_batch, max_wait_s=max_wait_ms / 1000)

@@ -1,22 +1,24 @@
 """The chat use case: retrieve passages for the conversation, budget the prompt, stream a cited answer.
 
-`ChatService.prepare` does everything that can be refused before an answer starts (bad input, unknown
-collection, an unreachable LLM while budgeting); `ChatService.generate` then streams typed events:
-`DeltaEvent`s with answer text, then `SourcesEvent` and `DoneEvent` (or one `ErrorEvent` if the LLM fails;
-it never raises `LLMError`).
+`ChatService.prepare` does everything that can be refused before an answer starts: it checks the
+conversation's size (before anything is tokenized or embedded), then retrieves and budgets. It raises a
+`ragchat.core.errors.RequestRefused` (bad or oversized input, unknown collection), an `LLMError` (an
+unreachable LLM while budgeting) or an `EmbeddingError` (an unreachable embedding server while
+retrieving). `ChatService.generate` then streams typed events: `DeltaEvent`s with answer text, then
+`SourcesEvent` and `DoneEvent` (or one `ErrorEvent` if the LLM fails; it never raises `LLMError`).
 
 Follow-up questions (`retrieve_for_conversation`): two searches run side by side, one for the question
 alone and one for the question after the user's two previous questions (`retrieval_query`), and their
 rankings are fused (RRF). "And how do I undo that?" thus finds the passage about what "that" was, while a
-question on a new topic still finds its own. Each ranking is 2k deep before the fusion, so that a passage
-just past k in one of them still counts. On the multi-turn benchmark (bench/multiturn_retrieval.py,
-docs/benchmarks.md) this puts the right passage in the top k in every conversation (42/42 over three
-ingests; the question alone: 21/42; an LLM rewrite of the question: 39/42), with no LLM call: no extra
-second before the answer starts. The LLM rewrite ranks it first more often (27/42 against 24/42).
+question on a new topic still finds its own, with no LLM call before the answer starts. Each ranking is
+2k deep before the fusion, so that a passage just past k in one of them still counts. How this compares
+with the question alone and with an LLM rewrite of the question: docs/benchmarks.md, "Follow-up
+questions: which retrieval query finds the right passage" (bench/multiturn_retrieval.py).
 
-Sources: the passages the answer cites, as [n] numbers that match a passage given to the model (other
-numbers are ignored). If the answer cites nothing (small models often don't), every passage given to
-the model is returned with `cited=False`, so the user still sees what the answer was based on.
+Sources: the passages the answer cites, as [n] numbers (`ragchat.core.prompt.CITATION`) that match a
+passage given to the model (other numbers are ignored). If the answer cites nothing (small models often
+don't), every passage given to the model is returned with `cited=False`, so the user still sees what the
+answer was based on.
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
 
-from ragchat.core.prompt import Prompt, PromptBuilder, PromptTooLong
+from ragchat.core.errors import (
+    CollectionNotFound,
+    HistoryTooLong,
+    InvalidConversation,
+    QuestionTooLong,
+    RequestRefused,
+)
+from ragchat.core.prompt import CITATION, Prompt, PromptBuilder, PromptTooLong
 from ragchat.domain import Passage
-from ragchat.infra.llm import ChatMessage, ChatModel, LLMError, TokenUsage
+from ragchat.infra.embeddings import EmbeddingError
+from ragchat.infra.llm import ChatMessage, ChatModel, LLMError, LLMTimeout, LLMUnavailable, TokenUsage
 from ragchat.observability import AppMetrics, ErrorKind
 
-_CITATION = re.compile(r"\[(\d+(?:\s*[,;\-\u2013]\s*\d+)*)\]")
 _SNIPPET_CHARS = 240
 _PREVIOUS_QUESTIONS = 2
 _RRF_K = 60
@@ -47,14 +56,42 @@ class PassageRetriever(Protocol):
     async def search(self, query: str, *, collection: str, k: int, mode: str = "hybrid") -> list[Passage]: ...
 
 
-class ChatRequestError(ValueError):
-    """A chat request that cannot be answered as asked; `status` and `code` map onto the HTTP error."""
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    """How large a conversation may be; checked before anything in it is tokenized or embedded."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "invalid_request") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
+    max_question_chars: int
+    """Characters of the question (the last user message): RAGCHAT_MAX_QUESTION_CHARS."""
+    max_history_messages: int
+    """Earlier user and assistant messages: RAGCHAT_MAX_HISTORY_MESSAGES."""
+    max_history_chars: int
+    """Characters of the earlier messages together: RAGCHAT_MAX_HISTORY_CHARS."""
+
+    def check(self, conversation: Sequence[ChatMessage]) -> None:
+        """Raise a `RequestRefused` if `conversation` (user and assistant turns) has no question or is
+        over a limit. Only lengths are read: this is safe on any input, however large."""
+        if not conversation or conversation[-1].role != "user" or not conversation[-1].content.strip():
+            raise InvalidConversation("the last message must be a non-empty user message (the question)")
+        question = len(conversation[-1].content)
+        if question > self.max_question_chars:
+            raise QuestionTooLong(
+                f"the question is {question} characters long, more than the {self.max_question_chars} "
+                "this server takes (RAGCHAT_MAX_QUESTION_CHARS); shorten it"
+            )
+        history = conversation[:-1]
+        if len(history) > self.max_history_messages:
+            raise HistoryTooLong(
+                f"the conversation has {len(history)} messages before the question, more than the "
+                f"{self.max_history_messages} this server takes (RAGCHAT_MAX_HISTORY_MESSAGES); "
+                "send only the latest ones"
+            )
+        history_chars = sum(len(m.content) for m in history)
+        if history_chars > self.max_history_chars:
+            raise HistoryTooLong(
+                f"the messages before the question hold {history_chars} characters, more than the "
+                f"{self.max_history_chars} this server takes (RAGCHAT_MAX_HISTORY_CHARS); "
+                "send only the latest ones"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +123,7 @@ class SourcesEvent:
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
-    code: str
-    message: str
+    error: LLMError
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +183,7 @@ def retrieval_query(conversation: Sequence[ChatMessage]) -> str:
 def cited_numbers(answer: str) -> list[int]:
     """Every passage number cited as [n], [n, m] or [n-m] in `answer`, in order of first appearance."""
     numbers: list[int] = []
-    for group in _CITATION.findall(answer):
+    for group in CITATION.findall(answer):
         for part in re.split(r"\s*[,;]\s*", group):
             bounds = re.split(r"\s*[\-\u2013]\s*", part)
             low, high = int(bounds[0]), int(bounds[-1])
@@ -178,8 +214,10 @@ class ChatService:
         retrieval_k: int,
         max_tokens: int,
         temperature: float,
+        limits: ChatLimits,
         metrics: AppMetrics,
     ) -> None:
+        """`max_tokens` is the answer length used when a request names none, and the most it may name."""
         self._retriever = retriever
         self._metrics = metrics
         self._llm = llm
@@ -189,6 +227,7 @@ class ChatService:
         self._k = retrieval_k
         self._max_tokens = max_tokens
         self._temperature = temperature
+        self._limits = limits
 
     async def prepare(
         self,
@@ -198,25 +237,32 @@ class ChatService:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> PreparedChat:
-        """Retrieve and budget. Raises `ChatRequestError` (bad input, unknown collection) or `LLMError`."""
+        """Check, retrieve and budget (see the module docstring for what it raises).
+
+        `max_tokens` above the service's maximum is lowered to it, as the budget lowers it to fit.
+        """
         received_at = time.perf_counter()
         turns = [m for m in conversation if m.role in ("user", "assistant")]
-        if not turns or turns[-1].role != "user" or not turns[-1].content.strip():
+        try:
+            self._limits.check(turns)
+        except RequestRefused:
             self._metrics.error("bad_request")
-            raise ChatRequestError("the last message must be a non-empty user message (the question)")
+            raise
         collection = collection or self.default_collection
-        query, passages = await retrieve_for_conversation(
-            self._retriever, turns, collection=collection, k=self._k
-        )
+        try:
+            query, passages = await retrieve_for_conversation(
+                self._retriever, turns, collection=collection, k=self._k
+            )
+        except EmbeddingError:
+            self._metrics.error("embedding")
+            raise
         if not passages and collection != self.default_collection:
             known = await self._list_collections()
             if collection not in known:
                 self._metrics.error("not_found")
-                raise ChatRequestError(
+                raise CollectionNotFound(
                     f"collection {collection!r} does not exist; "
-                    f"known collections: {', '.join(known) or 'none'}",
-                    status=404,
-                    code="collection_not_found",
+                    f"known collections: {', '.join(known) or 'none'}"
                 )
         try:
             with self._metrics.stage("prompt_assembly"):
@@ -225,14 +271,14 @@ class ChatService:
                     question=turns[-1].content,
                     history=turns[:-1],
                     passages=passages,
-                    max_tokens=max_tokens or self._max_tokens,
+                    max_tokens=min(max_tokens or self._max_tokens, self._max_tokens),
                     max_model_len=info.max_model_len,
                 )
         except PromptTooLong as exc:
             self._metrics.error("bad_request")
-            raise ChatRequestError(str(exc), code="question_too_long") from None
+            raise QuestionTooLong(str(exc)) from None
         except LLMError as exc:
-            self._metrics.error(_error_kind(exc.code))
+            self._metrics.error(_error_kind(exc))
             raise
         return PreparedChat(
             collection=collection,
@@ -268,8 +314,8 @@ class ChatService:
             if finish_reason is None and failure is None:  # closed early: the client went away
                 self._metrics.error("client_disconnect")
         if failure is not None:
-            self._metrics.error(_error_kind(failure.code))
-            yield ErrorEvent(failure.code, failure.message)
+            self._metrics.error(_error_kind(failure))
+            yield ErrorEvent(failure)
             return
         self._metrics.observe("total", time.perf_counter() - prepared.received_at)
         if usage is not None:
@@ -278,9 +324,9 @@ class ChatService:
         yield DoneEvent(finish_reason or "stop", usage)
 
 
-def _error_kind(code: str) -> ErrorKind:
-    if code == "llm_unavailable":
-        return "llm_unreachable"
-    if code == "llm_timeout":
+def _error_kind(error: LLMError) -> ErrorKind:
+    if isinstance(error, LLMTimeout):
         return "llm_timeout"
+    if isinstance(error, LLMUnavailable):
+        return "llm_unreachable"
     return "llm_error"

@@ -7,7 +7,9 @@ without duplicates. A file that cannot be ingested is skipped with a reason and 
 
 Pipeline: one worker thread reads, hashes, parses and chunks the next files while the calling thread embeds
 chunks in batches that span several small documents (the model is fastest on full batches) and commits each
-document in its own transaction.
+document in its own transaction. Parsing goes through the injected `DocumentLoader` (in the app and the CLI,
+`ragchat.infra.parsing.ParserPool`: worker processes with memory and time limits); uploads are ingested a
+few at a time (`max_concurrent_uploads`), so waiting uploads hold no worker thread.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,17 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+import anyio
 import anyio.to_thread
 
 from ragchat.core.chunking import embedding_text
 from ragchat.domain import ChunkDraft, DocumentRecord, ExtractedDocument, IngestReport
 from ragchat.infra.embeddings import Embedder
-from ragchat.infra.loaders import SUPPORTED_SUFFIXES, LoadError
+from ragchat.infra.loaders import LoadError, UnsupportedFile, check_supported
 from ragchat.infra.store import ChunkStore
 from ragchat.observability import AppMetrics
 
 FileStatus = Literal["added", "replaced", "unchanged", "skipped"]
-DocumentLoader = Callable[[Path], ExtractedDocument]
+DocumentLoader = Callable[[str, bytes], ExtractedDocument]
+"""`(file name, bytes) -> ExtractedDocument`, raising `LoadError` with the reason to show."""
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PREFETCH_FILES = 8
@@ -109,6 +112,7 @@ class IngestService:
         *,
         max_file_bytes: int,
         batch_chunks: int = 128,
+        max_concurrent_uploads: int = 2,
         metrics: AppMetrics | None = None,
     ) -> None:
         self._store = store
@@ -118,6 +122,7 @@ class IngestService:
         self._loader = loader
         self._max_file_bytes = max_file_bytes
         self._batch_chunks = batch_chunks
+        self._upload_slots = anyio.CapacityLimiter(max_concurrent_uploads)
 
     # --- files and folders (CLI) ---------------------------------------------------------------------
 
@@ -173,8 +178,10 @@ class IngestService:
 
     def _prepare_file(self, path: Path, collection: str) -> FileOutcome | _PreparedDocument:
         key = str(path)
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            return FileOutcome(key, "skipped", reason=_unsupported(path))
+        try:
+            check_supported(path.name)
+        except UnsupportedFile as exc:
+            return FileOutcome(key, "skipped", reason=str(exc))
         try:
             size = path.stat().st_size
             if size > self._max_file_bytes:
@@ -182,18 +189,16 @@ class IngestService:
             data = path.read_bytes()
         except OSError as exc:
             return FileOutcome(key, "skipped", reason=f"cannot read the file: {exc.strerror or exc}")
-        return self._prepare(key, path, data, collection)
+        return self._prepare(key, path.name, data, collection)
 
-    def _prepare(
-        self, key: str, source: Path, data: bytes, collection: str
-    ) -> FileOutcome | _PreparedDocument:
-        """Hash `data`; unless the stored version matches, load `source` (holding `data`) and chunk it."""
+    def _prepare(self, key: str, name: str, data: bytes, collection: str) -> FileOutcome | _PreparedDocument:
+        """Hash `data`; unless the stored version under `key` matches, parse it (as `name`) and chunk it."""
         content_hash = hashlib.sha256(data).hexdigest()
         existing = self._store.find_document(collection, key)
         if existing is not None and existing.content_hash == content_hash:
             return FileOutcome(key, "unchanged", document=existing)
         try:
-            extracted = self._loader(source)
+            extracted = self._loader(name, data)
         except LoadError as exc:
             return FileOutcome(key, "skipped", reason=str(exc))
         chunks = self._splitter.split(extracted)
@@ -250,13 +255,13 @@ class IngestService:
 
     # --- uploads (HTTP) -------------------------------------------------------------------------------
 
-    async def ingest_upload(
-        self, filename: str, data: bytes, *, collection: str
-    ) -> tuple[FileStatus, DocumentRecord | None, str | None]:
+    async def ingest_upload(self, filename: str, data: bytes, *, collection: str) -> FileOutcome:
         """Ingest one uploaded file stored under its (already sanitised) plain `filename` in `collection`."""
-        outcome = await anyio.to_thread.run_sync(self.ingest_bytes, filename, data, collection)
+        outcome = await anyio.to_thread.run_sync(
+            self.ingest_bytes, filename, data, collection, limiter=self._upload_slots
+        )
         self._count(outcome)
-        return outcome.status, outcome.document, outcome.reason
+        return outcome
 
     def ingest_bytes(self, filename: str, data: bytes, collection: str) -> FileOutcome:
         """Ingest `data` as the file `filename` (a plain name, no folders) in `collection`."""
@@ -265,12 +270,11 @@ class IngestService:
             raise ValueError(f"not a plain file name: {filename!r}")
         if len(data) > self._max_file_bytes:
             return FileOutcome(filename, "skipped", reason=self._too_large(len(data)))
-        if Path(filename).suffix.lower() not in SUPPORTED_SUFFIXES:
-            return FileOutcome(filename, "skipped", reason=_unsupported(Path(filename)))
-        with tempfile.TemporaryDirectory(prefix="ragchat-upload-") as folder:
-            source = Path(folder) / filename
-            source.write_bytes(data)
-            prepared = self._prepare(filename, source, data, collection)
+        try:
+            check_supported(filename)
+        except UnsupportedFile as exc:
+            return FileOutcome(filename, "skipped", reason=str(exc))
+        prepared = self._prepare(filename, filename, data, collection)
         if isinstance(prepared, FileOutcome):
             return prepared
         return self._embed_and_store([prepared], collection)[0]
@@ -295,12 +299,6 @@ def discover_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
         else:
             missing.append(path)
     return list(found), missing
-
-
-def _unsupported(path: Path) -> str:
-    suffix = path.suffix.lower()
-    shown = f"'{suffix}'" if suffix else "no suffix"
-    return f"unsupported file type ({shown}); ragchat reads {', '.join(SUPPORTED_SUFFIXES)}"
 
 
 def _record(report: IngestReport, outcome: FileOutcome) -> None:

@@ -8,6 +8,11 @@ Layout (most stable first, so repeated questions reuse cached KV blocks):
    referred to other passages);
 4. the question, last.
 
+Text from users and documents (passages, their file names and headings, earlier turns, the question) goes
+through `neutralise_control_tokens` first: a chat template's control tokens written in it (`<|im_start|>`,
+`<|eot_id|>`, `<start_of_turn>`, `[INST]`...) get a space after their first character, so the tokenizer
+reads them as plain text and a document cannot open a turn of its own (a fake system message, say).
+
 Budget: the prompt plus the answer reserve (`max_tokens`) must fit `max_model_len`. When it does not, parts
 go in this order until it does: the lowest-ranked passages (all but the best one), then the oldest turns,
 then the answer reserve shrinks (down to `min_answer_tokens`), then the last passage. A question that does
@@ -36,7 +41,18 @@ NO_PASSAGES = "\n\nNo passages were found for this question."
 PASSAGES_HEADER = "\n\nPassages:"
 PASSAGE_SEPARATOR = "\n\n"
 
-_CITATION_MARKER = re.compile(r"\s*\[\d+(?:\s*[,;\-\u2013]\s*\d+)*\]")
+CITATION = re.compile(r"\[(\d+(?:\s*[,;\-\u2013]\s*\d+)*)\]")
+"""A citation as `SYSTEM_PROMPT` asks for it: [n], [n, m], [n; m] or [n-m]; group 1 holds the numbers."""
+
+_CITATION_MARKER = re.compile(r"\s*" + CITATION.pattern)
+# The families of control tokens chat templates use; the lookaheads keep the matched text to the first
+# character, after which a space is inserted.
+_CONTROL_TOKEN = re.compile(
+    r"<(?=[|\uff5c][^\s<>]{1,64}?[|\uff5c]>)"  # <|im_start|>, <|eot_id|>, <\uff5cUser\uff5c> (DeepSeek)
+    r"|<(?=/?(?:[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]*"  # <start_of_turn>, <repo_name>, <jupyter_code>
+    r"|s|bos|eos|unk|pad|mask|sep|cls|reponame|filename)>)"  # <s>, </s>, <bos>, StarCoder's names
+    r"|\[(?=/?(?:INST|SYSTEM_PROMPT|TOOL_CALLS|AVAILABLE_TOOLS|TOOL_RESULTS)\])"  # Mistral
+)
 # Template tokens one chat message adds (ChatML and Llama 3 both add about 5); only steers the first guess,
 # every budget is then checked with an exact count.
 _MESSAGE_OVERHEAD_GUESS = 4
@@ -64,12 +80,18 @@ class Prompt:
     dropped_turns: int = 0
 
 
+def neutralise_control_tokens(text: str) -> str:
+    """`text` with a space after the first character of anything shaped like a chat template's control
+    token (`<|im_start|>` becomes `< |im_start|>`), so that no tokenizer reads it as one."""
+    return _CONTROL_TOKEN.sub(lambda match: match.group(0) + " ", text)
+
+
 def format_passage(number: int, passage: Passage) -> str:
-    """`[n] file.md — Heading > Sub` on one line, then the passage text."""
+    """`[n] file.md — Heading > Sub` on one line, then the passage text (control tokens neutralised)."""
     label = PurePath(passage.document_path).name or passage.document_path
     if passage.heading_path:
         label = f"{label} — {passage.heading}"
-    return f"[{number}] {label}\n{passage.text.strip()}"
+    return neutralise_control_tokens(f"[{number}] {label}\n{passage.text.strip()}")
 
 
 def system_message(passages: Sequence[Passage]) -> str:
@@ -97,8 +119,8 @@ def assemble(question: str, history: Sequence[ChatMessage], passages: Sequence[P
     for turn in history:
         content = strip_citations(turn.content) if turn.role == "assistant" else turn.content
         if content.strip():
-            messages.append(ChatMessage(turn.role, content.strip()))
-    messages.append(ChatMessage("user", question.strip()))
+            messages.append(ChatMessage(turn.role, neutralise_control_tokens(content.strip())))
+    messages.append(ChatMessage("user", neutralise_control_tokens(question.strip())))
     return messages
 
 

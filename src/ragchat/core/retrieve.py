@@ -1,14 +1,14 @@
 """Retrieval: BM25 keyword search and vector search over a collection, fused by a convex combination.
 
-Each list's scores are standardised over its candidates (z-scores: how many standard deviations above
-the list's mean), then a chunk scores `w * vector + (1 - w) * keyword` (w = RAGCHAT_HYBRID_VECTOR_WEIGHT,
-0.6); a side that did not find the chunk counts the lowest score among its candidates, which bounds what
-the chunk could have scored there. Unlike reciprocal rank fusion, this keeps how far apart the candidates
-of each list are: a keyword list where one chunk holds the rare identifier and the rest barely match moves
-that chunk up, a flat one hardly changes the vector order. Bruch et al. (2023, "An Analysis of Fusion
-Functions for Hybrid Retrieval") found a convex combination better than RRF and tunable with few queries;
-on our question sets this one beats vector-only and keyword-only search on both the set it was chosen on
-and a held-out one (docs/benchmarks.md, "Retrieval quality").
+Each list's scores are standardised over its candidates (z-scores: how many standard deviations above the
+list's mean), then a chunk scores `w * vector + (1 - w) * keyword` (w = `vector_weight`, which the app takes
+from RAGCHAT_HYBRID_VECTOR_WEIGHT); a side that did not find the chunk counts the lowest score among its
+candidates, which bounds what the chunk could have scored there. Unlike reciprocal rank fusion, this keeps
+how far apart the candidates of each list are: a keyword list where one chunk holds the rare identifier and
+the rest barely match moves that chunk up, a flat one hardly changes the vector order. Bruch et al. (2023,
+"An Analysis of Fusion Functions for Hybrid Retrieval") found a convex combination better than RRF and
+tunable with few queries; on our question sets this one beats vector-only and keyword-only search on both
+the set it was chosen on and a held-out one (docs/benchmarks.md, "Retrieval quality").
 
 The keyword search runs in one worker thread while the query is embedded and searched in another. Queries
 of concurrent users are embedded together, in one model call on the model's own thread (`MicroBatcher`):
@@ -34,9 +34,6 @@ from ragchat.observability import AppMetrics
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
-
-
-DEFAULT_VECTOR_WEIGHT = 0.6
 
 
 def convex_fusion(
@@ -80,6 +77,12 @@ def _standardised(hits: list[tuple[str, float]], candidates: int) -> tuple[dict[
     return {item: (score - mean) / deviation for item, score in hits}, (min(scores) - mean) / deviation
 
 
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first exception of `group` that is not itself a group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 class HybridRetriever:
     """Finds the passages of a collection that best answer a query."""
 
@@ -88,7 +91,7 @@ class HybridRetriever:
         store: ChunkStore,
         embedder: Embedder,
         *,
-        vector_weight: float = DEFAULT_VECTOR_WEIGHT,
+        vector_weight: float,
         candidates: int = 40,
         metrics: AppMetrics | None = None,
     ) -> None:
@@ -108,6 +111,7 @@ class HybridRetriever:
 
         `mode`: "hybrid" (both, fused; `score` is the fused z-score), "vector" (`score` is the cosine
         similarity) or "keyword" (`score` is the BM25 score, higher is better).
+        Raises `EmbeddingError` when the query cannot be embedded (itself, not in an exception group).
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
@@ -137,10 +141,8 @@ class HybridRetriever:
                     group.start_soon(run_keyword)
                 if mode in ("hybrid", "vector"):
                     group.start_soon(run_vector)
-        except ExceptionGroup as failed:
-            # The caller handles the store's and the embedder's own errors (a 503 for a database that is
-            # away), not a group of them: the first one speaks for both sides.
-            raise failed.exceptions[0] from None
+        except ExceptionGroup as failures:  # callers handle the failure itself (e.g. an `EmbeddingError`)
+            raise _first_leaf(failures) from None
 
         if mode == "keyword":
             return await self._passages(

@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from fastapi import FastAPI, Response
@@ -18,7 +17,7 @@ from fastapi import FastAPI, Response
 from ragchat import __version__
 from ragchat.api import errors
 from ragchat.api.errors import ApiError
-from ragchat.config import Settings
+from ragchat.config import EmbeddingRuntime, Settings
 from ragchat.embed_server.protocol import MAX_INPUTS, EmbeddingRequest, ModelCard, ModelList
 from ragchat.infra.embeddings import Embedder, EmbeddingError, InputType, ModelNotAvailable
 from ragchat.infra.embeddings.batching import BatchObserver, Encoded, MicroBatcher
@@ -26,7 +25,6 @@ from ragchat.infra.embeddings.factory import create_embedder
 from ragchat.infra.embeddings.model_files import ModelTokenizer, resolve_model_dir
 from ragchat.observability import CONTENT_TYPE, EmbedServerMetrics
 
-Runtime = Literal["torch", "onnx", "onnx-int8"]  # as LOCAL_EMBEDDING_RUNTIME
 BGE_SMALL = "BAAI/bge-small-en-v1.5"
 
 
@@ -62,7 +60,7 @@ def default_model_names(settings: Settings) -> list[str]:
     return names
 
 
-def prepare_models(settings: Settings, names: Sequence[str], runtime: Runtime) -> list[ServedModel]:
+def prepare_models(settings: Settings, names: Sequence[str], runtime: EmbeddingRuntime) -> list[ServedModel]:
     """Embedders for `names` on `runtime` (weights load at server start). Raises `ModelNotAvailable`."""
     models = []
     for name in names:

@@ -1,9 +1,11 @@
 """OpenAI-compatible chat over the user's documents: POST /v1/chat/completions and GET /v1/models.
 
-The collection is the extra body field `collection`, else `model="ragchat/<collection>"`, else the default.
-Failures: an unreachable LLM is a 503 JSON error (or, when streaming, an SSE error event then `[DONE]`);
-an LLM that dies midway ends the stream with an error event at once. A client that goes away cancels the
-LLM request (streaming or not).
+The collection is the extra body field `collection`, else `model="ragchat/<collection>"` (or an alias,
+RAGCHAT_MODEL_ALIASES), else the default for `model="ragchat"`; any other model name is a 404.
+Failures: an unreachable LLM or embedding server is a 503 JSON error (or, when streaming, an SSE error
+event then `[DONE]`); an LLM that dies midway ends the stream with an error event at once. Statuses and
+codes come from `ragchat.api.errors.ERRORS`. A client that goes away cancels the LLM request (streaming
+or not).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing, suppress
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ragchat.api.auth import ReadPrincipal, blocking
 from ragchat.api.chat_protocol import (
     MODEL_PREFIX,
     ChatCompletion,
@@ -35,9 +38,11 @@ from ragchat.api.chat_protocol import (
     SourceOut,
     Usage,
 )
-from ragchat.api.errors import ApiError, error_body
+from ragchat.api.deps import ServicesDep
+from ragchat.api.errors import INTERNAL_ERROR_MESSAGE, ApiError, api_error, error_body
+from ragchat.container import Services
+from ragchat.core.access import CollectionNotFound, Permission
 from ragchat.core.chat import (
-    ChatRequestError,
     DeltaEvent,
     DoneEvent,
     ErrorEvent,
@@ -45,40 +50,23 @@ from ragchat.core.chat import (
     Source,
     SourcesEvent,
 )
+from ragchat.core.errors import RequestRefused, UnknownModel
+from ragchat.infra.embeddings import EmbeddingError
 from ragchat.infra.llm import LLMError, TokenUsage
-
-if TYPE_CHECKING:
-    from ragchat.container import Services
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
 T = TypeVar("T")
 
-_STATUS_BY_CODE = {
-    "llm_unavailable": 503,
-    "llm_model_not_found": 503,
-    "llm_timeout": 504,
-    "llm_stream_broken": 502,
-    "llm_request_rejected": 400,
-}
 _DONE = "data: [DONE]\n\n"
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-def _status_for(code: str) -> int:
-    return _STATUS_BY_CODE.get(code, 500)
 
 
 def _sse(data: str) -> str:
     return f"data: {data}\n\n"
 
 
-def _sse_error(code: str, message: str) -> str:
-    return _sse(json.dumps(error_body(_status_for(code), code, message)))
+def _sse_error(error: ApiError) -> str:
+    return _sse(json.dumps(error_body(error.status_code, error.code, error.message, error.type)))
 
 
 class EventStreamResponse(StreamingResponse):
@@ -135,50 +123,64 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, principal: ReadPrincipal
 ) -> ChatCompletion | StreamingResponse:
-    """Answer the conversation from the collection's passages, citing them as [n]; OpenAI-compatible."""
-    chat = _services(request).chat
+    """Answer the conversation from the collection's passages, citing them as [n]; OpenAI-compatible.
+
+    `max_tokens` (or `max_completion_tokens`) above LLM_MAX_TOKENS is lowered to it: the answer stops
+    there with `finish_reason: "length"`, as when the context is full.
+    """
+    chat = services.chat
+    try:
+        collection = body.requested_collection(services.settings.model_aliases) or chat.default_collection
+    except UnknownModel as exc:
+        services.metrics.error("not_found")
+        raise api_error(exc) from None
+    try:
+        await blocking(services.access.require, principal, collection, Permission.READ)
+    except CollectionNotFound:
+        services.metrics.error("not_found")
+        raise
     try:
         prepared = await chat.prepare(
             body.conversation(),
-            collection=body.requested_collection(),
+            collection=collection,
             max_tokens=body.answer_tokens(),
             temperature=body.temperature,
         )
-    except ChatRequestError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
-    except LLMError as exc:
+    except RequestRefused as exc:
+        raise api_error(exc) from None
+    except (LLMError, EmbeddingError) as exc:
         if body.stream:
-            return EventStreamResponse(_error_stream(exc), headers=_SSE_HEADERS)
-        raise ApiError(_status_for(exc.code), exc.code, exc.message) from None
+            return EventStreamResponse(_error_stream(api_error(exc)), headers=_SSE_HEADERS)
+        raise api_error(exc) from None
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     model = f"{MODEL_PREFIX}/{prepared.collection}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _event_stream(request, prepared, completion_id, model, created, include_usage)
+        events = _event_stream(services, prepared, completion_id, model, created, include_usage)
         return EventStreamResponse(events, headers=_SSE_HEADERS)
-    return await _unless_disconnected(request, _complete(request, prepared, completion_id, model, created))
+    return await _unless_disconnected(request, _complete(services, prepared, completion_id, model, created))
 
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def _error_stream(exc: LLMError) -> AsyncIterator[str]:
-    yield _sse_error(exc.code, exc.message)
+async def _error_stream(error: ApiError) -> AsyncIterator[str]:
+    yield _sse_error(error)
     yield _DONE
 
 
 async def _complete(
-    request: Request, prepared: PreparedChat, completion_id: str, model: str, created: int
+    services: Services, prepared: PreparedChat, completion_id: str, model: str, created: int
 ) -> ChatCompletion:
     parts: list[str] = []
     sources: tuple[Source, ...] = ()
     finish_reason: str | None = None
     usage: TokenUsage | None = None
-    async with aclosing(_services(request).chat.generate(prepared)) as events:
+    async with aclosing(services.chat.generate(prepared)) as events:
         async for event in events:
             if isinstance(event, DeltaEvent):
                 parts.append(event.text)
@@ -187,7 +189,7 @@ async def _complete(
             elif isinstance(event, DoneEvent):
                 finish_reason, usage = event.finish_reason, event.usage
             elif isinstance(event, ErrorEvent):
-                raise ApiError(_status_for(event.code), event.code, event.message)
+                raise api_error(event.error)
     return ChatCompletion(
         id=completion_id,
         created=created,
@@ -199,7 +201,7 @@ async def _complete(
 
 
 async def _event_stream(
-    request: Request,
+    services: Services,
     prepared: PreparedChat,
     completion_id: str,
     model: str,
@@ -220,7 +222,7 @@ async def _event_stream(
     yield chunk([ChunkChoice(index=0, delta=ChunkDelta(role="assistant", content=""), finish_reason=None)])
     sources: tuple[Source, ...] = ()
     try:
-        async with aclosing(_services(request).chat.generate(prepared)) as events:
+        async with aclosing(services.chat.generate(prepared)) as events:
             async for event in events:
                 if isinstance(event, DeltaEvent):
                     yield chunk(
@@ -235,21 +237,26 @@ async def _event_stream(
                         final["usage"] = Usage.of(event.usage)
                     yield chunk([], **final)
                 elif isinstance(event, ErrorEvent):
-                    yield _sse_error(event.code, event.message)
+                    yield _sse_error(api_error(event.error))
     except Exception:
         logger.exception("chat stream failed")
-        yield _sse_error("internal_error", "internal error while streaming the answer; see the server log")
+        yield _sse_error(ApiError(500, "internal_error", INTERNAL_ERROR_MESSAGE))
     yield _DONE
 
 
 @router.get("/v1/models")
-async def list_models(request: Request) -> ModelList:
-    """`ragchat` (the default collection) and one `ragchat/<collection>` per collection."""
-    services = _services(request)
+async def list_models(services: ServicesDep, principal: ReadPrincipal) -> ModelList:
+    """`ragchat` (the default collection), one `ragchat/<collection>` per collection the caller may read
+    (`ragchat` only if they may read the default one), then the aliases of readable collections."""
     default = services.settings.default_collection
-    collections = await anyio.to_thread.run_sync(services.store.list_collections)
+    collections = await blocking(services.access.readable_names, principal)
     created = int(time.time())
-    cards = [ModelCard(id=MODEL_PREFIX, created=created, collection=default)]
-    for name in sorted({default, *collections}):
+    cards = (
+        [ModelCard(id=MODEL_PREFIX, created=created, collection=default)] if default in collections else []
+    )
+    for name in sorted(collections):
         cards.append(ModelCard(id=f"{MODEL_PREFIX}/{name}", created=created, collection=name))
+    for alias, name in sorted(services.settings.model_aliases.items()):
+        if name in collections:
+            cards.append(ModelCard(id=alias, created=created, collection=name))
     return ModelList(data=cards)

@@ -8,9 +8,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from ragchat.api.auth import ReadPrincipal, WritePrincipal, blocking, client_address
 from ragchat.api.deps import ServicesDep
 from ragchat.api.errors import ApiError
 from ragchat.api.uploads import read_upload_form
+from ragchat.core.access import CollectionNotFound, Permission
 from ragchat.core.ingest import InvalidCollectionName, check_collection_name
 from ragchat.domain import DocumentRecord
 from ragchat.infra.embeddings import EmbeddingError
@@ -19,6 +21,8 @@ router = APIRouter(tags=["documents"])
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Bad request (file name with folders, invalid collection, no files...)"},
+    401: {"description": "No valid API key or session"},
+    403: {"description": "Not allowed (a read-only key, or read access only)"},
     404: {"description": "Not found"},
     413: {"description": "A file is over the size limit (RAGCHAT_MAX_FILE_MB)"},
     503: {"description": "The embedding backend is unavailable"},
@@ -39,16 +43,7 @@ class DocumentOut(BaseModel):
 
     @classmethod
     def of(cls, record: DocumentRecord) -> DocumentOut:
-        return cls(
-            id=record.id,
-            collection=record.collection,
-            path=record.path,
-            title=record.title,
-            chunk_count=record.chunk_count,
-            char_count=record.char_count,
-            content_hash=record.content_hash,
-            created_at=record.created_at,
-        )
+        return cls.model_validate(record.as_dict())
 
 
 class UploadResult(BaseModel):
@@ -67,10 +62,6 @@ class UploadResponse(BaseModel):
 
 class DocumentList(BaseModel):
     documents: list[DocumentOut]
-
-
-class CollectionList(BaseModel):
-    collections: list[str]
 
 
 _MULTIPART_BODY: dict[str, Any] = {
@@ -116,11 +107,15 @@ def collection_or_400(name: str) -> str:
     responses=_ERROR_RESPONSES,
     openapi_extra=_MULTIPART_BODY,
 )
-async def upload_documents(request: Request, services: ServicesDep) -> UploadResponse:
+async def upload_documents(
+    request: Request, services: ServicesDep, principal: WritePrincipal
+) -> UploadResponse:
     settings = services.settings
     form = await read_upload_form(request, max_file_bytes=settings.max_file_bytes)
     try:
         collection = collection_or_400(form.fields.get("collection") or settings.default_collection)
+        address = client_address(request)
+        await blocking(services.access.prepare_write, principal, collection, address)
         if not form.files:
             raise ApiError(400, "no_files", "send one or more files in the multipart field 'files'")
         names = [upload.filename for upload in form.files]
@@ -133,21 +128,29 @@ async def upload_documents(request: Request, services: ServicesDep) -> UploadRes
         for upload in form.files:
             data = await anyio.to_thread.run_sync(upload.read_all)
             try:
-                status, record, reason = await services.ingest.ingest_upload(
-                    upload.filename, data, collection=collection
-                )
+                outcome = await services.ingest.ingest_upload(upload.filename, data, collection=collection)
             except EmbeddingError as exc:
                 stored = ", ".join(result.filename for result in results) or "none"
                 raise ApiError(
                     503, "embedding_unavailable", f"{exc} (files stored before the failure: {stored})"
                 ) from None
+            record = outcome.document
+            if record is not None and outcome.status in ("added", "replaced"):
+                await blocking(
+                    services.access.record,
+                    principal,
+                    f"document_{outcome.status}",
+                    f"{collection}/{upload.filename}",
+                    {"document_id": record.id, "chunks": record.chunk_count},
+                    address,
+                )
             results.append(
                 UploadResult(
                     filename=upload.filename,
-                    status=status,
-                    document=None if record is None else DocumentOut.of(record),
-                    chunks=0 if record is None else record.chunk_count,
-                    reason=reason,
+                    status=outcome.status,
+                    document=None if outcome.document is None else DocumentOut.of(outcome.document),
+                    chunks=outcome.chunks,
+                    reason=outcome.reason,
                 )
             )
         return UploadResponse(results=results)
@@ -155,18 +158,28 @@ async def upload_documents(request: Request, services: ServicesDep) -> UploadRes
         form.close()
 
 
-@router.get("/api/documents", response_model=DocumentList, summary="List documents")
+@router.get(
+    "/api/documents",
+    response_model=DocumentList,
+    summary="List documents",
+    responses={404: {"description": "The collection named does not exist (or you may not read it)"}},
+)
 async def list_documents(
     services: ServicesDep,
-    collection: str | None = Query(None, description="Only this collection (default: all)"),
+    principal: ReadPrincipal,
+    collection: str | None = Query(None, description="Only this collection (default: all you may read)"),
 ) -> DocumentList:
-    records = await anyio.to_thread.run_sync(services.store.list_documents, collection)
+    if collection is not None:
+        await blocking(services.access.require, principal, collection, Permission.READ)
+        records = await anyio.to_thread.run_sync(services.store.list_documents, collection)
+    else:
+        readable = set(await blocking(services.access.readable_names, principal))
+        records = [
+            record
+            for record in await anyio.to_thread.run_sync(services.store.list_documents, None)
+            if record.collection in readable
+        ]
     return DocumentList(documents=[DocumentOut.of(record) for record in records])
-
-
-@router.get("/api/collections", response_model=CollectionList, summary="List collections that hold documents")
-async def list_collections(services: ServicesDep) -> CollectionList:
-    return CollectionList(collections=await anyio.to_thread.run_sync(services.store.list_collections))
 
 
 @router.delete(
@@ -175,9 +188,27 @@ async def list_collections(services: ServicesDep) -> CollectionList:
     response_class=Response,
     summary="Delete a document",
     description="Removes the document and every chunk, vector and keyword-index entry of it.",
-    responses={404: {"description": "No document has this id"}},
+    responses={404: {"description": "No document has this id (or you may not read it)"}},
 )
-async def delete_document(document_id: str, services: ServicesDep) -> Response:
+async def delete_document(
+    document_id: str, request: Request, services: ServicesDep, principal: WritePrincipal
+) -> Response:
+    missing = ApiError(404, "document_not_found", f"no document has the id {document_id!r}")
+    record = await anyio.to_thread.run_sync(services.store.get_document, document_id)
+    if record is None:
+        raise missing
+    try:
+        await blocking(services.access.require, principal, record.collection, Permission.WRITE)
+    except CollectionNotFound:
+        raise missing from None
     if not await anyio.to_thread.run_sync(services.store.delete_document, document_id):
-        raise ApiError(404, "document_not_found", f"no document has the id {document_id!r}")
+        raise missing
+    await blocking(
+        services.access.record,
+        principal,
+        "document_deleted",
+        f"{record.collection}/{record.path}",
+        {"document_id": document_id},
+        client_address(request),
+    )
     return Response(status_code=204)

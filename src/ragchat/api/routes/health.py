@@ -1,15 +1,21 @@
-"""Route: liveness and a one-glance summary (version, documents stored, which LLM is configured)."""
+"""Routes: `GET /health`, liveness only (public); `GET /api/health`, a one-glance summary for signed-in
+callers (version, documents stored, which LLM is configured and whether it answered lately)."""
 
 from __future__ import annotations
 
 import anyio.to_thread
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ragchat import __version__
+from ragchat.api.auth import PUBLIC, UserPrincipal
 from ragchat.api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
+
+
+class Liveness(BaseModel):
+    status: str
 
 
 class LlmHealth(BaseModel):
@@ -27,8 +33,14 @@ class Health(BaseModel):
     llm: LlmHealth
 
 
-@router.get("/health", response_model=Health, summary="Health check")
-async def health(services: ServicesDep) -> Health:
+@router.get("/health", response_model=Liveness, summary="Liveness", dependencies=[Depends(PUBLIC)])
+async def liveness() -> Liveness:
+    """`{"status": "ok"}` while the app serves requests; nothing else (it needs no credentials)."""
+    return Liveness(status="ok")
+
+
+@router.get("/api/health", response_model=Health, summary="Health at a glance")
+async def health(services: ServicesDep, _: UserPrincipal) -> Health:
     settings = services.settings
     documents = await anyio.to_thread.run_sync(services.store.count_documents)
     model = settings.vllm_model if settings.llm_backend == "vllm" else settings.openai_model

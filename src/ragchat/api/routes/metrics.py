@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ragchat.api.auth import METRICS
+from ragchat.api.deps import services_of
 from ragchat.observability import CONTENT_TYPE, AppMetrics
 
 router = APIRouter(tags=["operations"])
 
 
-def _metrics_of(request_app: object) -> AppMetrics | None:
-    services = getattr(getattr(request_app, "state", None), "services", None)
-    return getattr(services, "metrics", None)
+def _metrics_of(app: Starlette) -> AppMetrics | None:
+    services = services_of(app)
+    return services.metrics if services is not None else None
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(METRICS)])
 async def prometheus_metrics(request: Request) -> Response:
     """This instance's metrics for Prometheus to scrape."""
     metrics = _metrics_of(request.app)
@@ -32,7 +35,7 @@ class HttpMetricsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = _metrics_of(scope.get("app")) if scope["type"] == "http" else None
+        metrics = _metrics_of(scope["app"]) if scope["type"] == "http" else None
         if metrics is None:
             await self.app(scope, receive, send)
             return

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-import anyio.to_thread
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from ragchat.api.auth import ReadPrincipal, blocking
 from ragchat.api.deps import ServicesDep
 from ragchat.api.errors import ApiError
 from ragchat.api.routes.documents import collection_or_400
+from ragchat.config import Settings
+from ragchat.core.access import Permission
+from ragchat.core.retrieve import SearchMode
 from ragchat.infra.embeddings import EmbeddingError
 
 router = APIRouter(tags=["search"])
+_DEFAULT_VECTOR_WEIGHT = Settings.model_fields["hybrid_vector_weight"].default
 
 
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000, description="What to look for, in plain words")
     k: int = Field(5, ge=1, le=50, description="How many passages to return")
     collection: str | None = Field(None, description="Collection to search (default: the server's default)")
-    mode: Literal["hybrid", "vector", "keyword"] = Field(
+    mode: SearchMode = Field(
         "hybrid",
         description="hybrid = BM25 and vector scores, each standardised over its candidates (z-scores), "
-        "combined 40/60 (RAGCHAT_HYBRID_VECTOR_WEIGHT)",
+        f"then weighted: the vector side by RAGCHAT_HYBRID_VECTOR_WEIGHT ({_DEFAULT_VECTOR_WEIGHT} by "
+        "default), the keyword side by the rest",
     )
 
 
@@ -52,20 +55,13 @@ class SearchResponse(BaseModel):
     summary="Search passages",
     description="The `k` best passages of a collection for `query`, best first (query embedding included).",
     responses={
-        404: {"description": "The collection named does not exist"},
+        404: {"description": "The collection does not exist (or you may not read it)"},
         503: {"description": "The embedding backend is unavailable"},
     },
 )
-async def search(body: SearchRequest, services: ServicesDep) -> SearchResponse:
+async def search(body: SearchRequest, services: ServicesDep, principal: ReadPrincipal) -> SearchResponse:
     collection = collection_or_400(body.collection or services.settings.default_collection)
-    if body.collection is not None:
-        known = await anyio.to_thread.run_sync(services.store.list_collections)
-        if collection not in known:
-            raise ApiError(
-                404,
-                "collection_not_found",
-                f"no collection named {collection!r}; collections: {', '.join(known) or 'none yet'}",
-            )
+    await blocking(services.access.require, principal, collection, Permission.READ)
     try:
         passages = await services.retriever.search(
             body.query, collection=collection, k=body.k, mode=body.mode

@@ -10,10 +10,12 @@ import html
 from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Mount
 
+from ragchat.api.auth import PUBLIC, declare_public
 from ragchat.config import Settings
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
@@ -26,7 +28,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 router = APIRouter(include_in_schema=False)
-router.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+router.routes.append(
+    declare_public(Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"))
+)
 
 
 @cache
@@ -34,7 +38,7 @@ def _page_template() -> str:
     return (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=[Depends(PUBLIC)])
 def index(request: Request) -> HTMLResponse:
     """The single page of the UI, told which collection is the default."""
     settings: Settings = request.app.state.settings

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -71,6 +72,7 @@ collections = Table(
     Column("id", Integer, primary_key=True),
     Column("name", Text, nullable=False, unique=True),
     Column("generation", Integer, nullable=False, server_default="0"),
+    Column("owner_id", Integer),  # users.id of the owner; NULL: managed by admins (no FK: added by ALTER)
     comment="Named groups of documents; `generation` grows with every write, so search indexes know "
     "when to catch up.",
 )
@@ -107,4 +109,103 @@ chunks = Table(
     Column("embedding", Embedding, nullable=False),
     Index("chunks_by_document", "document_id", "ordinal"),
     sqlite_autoincrement=True,
+)
+
+# --- identity and access (migration 0002) ------------------------------------------------------------
+# Times are ISO-8601 UTC text with seconds ("2026-12-05T09:30:00+00:00"), as in `documents`: they sort
+# and compare as text on both engines.
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("role", Text, nullable=False),  # admin | member
+    Column("active", Boolean, nullable=False),
+    Column("password_hash", Text),  # argon2id; NULL: the user signs in with keys only
+    Column("created_at", Text, nullable=False),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("created_at", Text, nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", Integer, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Index("group_members_by_user", "user_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),  # the public part of `rck_<id>_<secret>`
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", Text, nullable=False),  # SHA-256 hex of the secret part
+    Column("scope", Text, nullable=False),  # read | write
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text),
+    Column("revoked_at", Text),
+    Column("last_used_at", Text),
+    Index("api_keys_by_user", "user_id"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", Text, primary_key=True),  # SHA-256 hex of the cookie's value
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Index("sessions_by_user", "user_id"),
+)
+
+collection_grants = Table(
+    "collection_grants",
+    metadata,
+    Column(
+        "collection",
+        Text,
+        ForeignKey("collections.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("principal_kind", Text, primary_key=True),  # user | group
+    Column("principal_id", Integer, primary_key=True),
+    Column("permission", Text, nullable=False),  # read | write
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON object
+    Column("address", Text),
+    Index("audit_by_action", "action", "at"),
+    sqlite_autoincrement=True,
+)
+
+# --- single sign-on (migration 0003) -----------------------------------------------------------------
+
+oidc_logins = Table(
+    "oidc_logins",
+    metadata,
+    Column("state_hash", Text, primary_key=True),  # SHA-256 hex of the `state` sent to the provider
+    Column("nonce", Text, nullable=False),
+    Column("code_verifier", Text, nullable=False),  # PKCE; never leaves the server
+    Column("redirect_uri", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    comment="Logins sent to the identity provider and not back yet; each is taken (deleted) once.",
 )

@@ -56,3 +56,7 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str], *, input_type: InputType) -> Vectors:
         """Encode `texts` (in batches) into an array of shape (len(texts), dimension)."""
         ...
+
+    def close(self) -> None:
+        """Release what the embedder holds open (a remote one's HTTP connections). Blocking, like `embed`."""
+        ...

@@ -16,6 +16,13 @@ from ragchat.infra.embeddings import InputType, Vectors
 from ragchat.infra.embeddings.model_files import ModelFiles, ModelTokenizer, resolve_model_dir
 
 
+def wait_passively_in_openmp() -> None:
+    """Make torch's OpenMP threads sleep between calls instead of spin-waiting (their default), unless
+    OMP_WAIT_POLICY is set already. Spinning threads starve the event loop and the other threads of a busy
+    host (docs/benchmarks.md, "Embedding server"). Takes effect only if called before torch loads."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 class SentenceTransformerEmbedder:
     """sentence-transformers on CPU; the model loads on first use (or `load()`), not at construction."""
 
@@ -37,6 +44,9 @@ class SentenceTransformerEmbedder:
     def load(self) -> None:
         """Load the weights now (startup) instead of on the first `embed`."""
         self._loaded()
+
+    def close(self) -> None:
+        """Nothing to release: the loaded model is memory that goes with this object."""
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of each model token in `text`, special tokens excluded."""
@@ -61,9 +71,7 @@ class SentenceTransformerEmbedder:
     def _loaded(self) -> Any:
         with self._lock:
             if self._model is None:
-                # torch's OpenMP threads spin-wait between calls by default; on a busy host that made one
-                # query ~1 s instead of ~15 ms (docs/benchmarks.md). Must be set before torch loads.
-                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+                wait_passively_in_openmp()
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as transformers_logging
 

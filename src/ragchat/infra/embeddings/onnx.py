@@ -6,8 +6,8 @@ quantizes that export; later runs load the cached files and need neither torch n
 Encoding = the model's fast tokenizer, ONNX Runtime, the model's pooling (mean or CLS) and L2
 normalisation, mirroring sentence-transformers.
 
-int8 choice (measured on this machine, see docs/design-choices.md): default `quantize_dynamic` loses too
-much (cosine 0.93 to torch); per-channel weights on MatMul only keeps cosine ~0.99 at ~3.6x torch speed.
+int8 choice (docs/design-choices.md, "Embedding runtimes"): default `quantize_dynamic` moves the vectors
+too far from torch's; per-channel weights on MatMul only keeps them close and still runs faster than fp32.
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ class OnnxEmbedder:
     def load(self) -> None:
         """Export (first time only) and open the ONNX model now instead of on the first `embed`."""
         self._loaded()
+
+    def close(self) -> None:
+        """Nothing to release: the loaded model is memory that goes with this object."""
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of each model token in `text`, special tokens excluded."""

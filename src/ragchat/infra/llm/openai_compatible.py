@@ -1,13 +1,8 @@
-"""`ChatModel` for any OpenAI-compatible server: vLLM (LLM_BACKEND=vllm, the default) or OpenAI.
+"""`ChatModel` for any OpenAI-compatible server; what differs between hosts (vLLM, OpenAI) is the
+`Provider` it is given (`providers`: base URL, key, model discovery, token counting, retries, hints).
 
 Requests go out on one `httpx` client; streamed events are parsed here with `json.loads` (the official
-`openai` client's typed chunks cost ~4x the CPU per token: `bench/relay_cost.py`). vLLM specifics: the
-model is VLLM_MODEL or the first one `/v1/models` lists, `max_model_len` comes from the same listing,
-tokens are counted exactly (see `token_counting`), and failed requests are not retried (a local server
-that refuses a connection will refuse the retry too; the user hears about it at once). OpenAI:
-OPENAI_MODEL, a context length of `UNKNOWN_CONTEXT_TOKENS` unless the server reports `max_model_len`,
-byte-bound token estimates, and two retries (after 0.5 s, then 1 s) of a request that could not connect
-or got 408/409/429/5xx, as the official client does.
+`openai` client's typed chunks cost more CPU per token: `bench/relay_cost.py`, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,7 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx
@@ -34,20 +29,10 @@ from ragchat.infra.llm import (
     ModelInfo,
     TokenUsage,
 )
-from ragchat.infra.llm.token_counting import (
-    ByteBoundCounter,
-    TokenCounter,
-    VllmTokenizeCounter,
-    calibrate_local_counter,
-    checked_json,
-    describe_transport_error,
-    server_message,
-)
-
-Backend = Literal["vllm", "openai"]
-
-UNKNOWN_CONTEXT_TOKENS = 16_384
-"""Context length assumed when the backend does not report one (current OpenAI chat models take more)."""
+from ragchat.infra.llm.http_errors import describe_transport_error, server_message
+from ragchat.infra.llm.providers import Provider, VllmProvider, provider_from_settings
+from ragchat.infra.llm.retrying_transport import RetryingTransport
+from ragchat.infra.llm.token_counting import TokenCounter
 
 _RETRIED_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -55,23 +40,15 @@ _RETRIED_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 class OpenAICompatibleChatModel:
     """Streams chat completions from an OpenAI-compatible `/v1` API and budgets for the model it serves."""
 
-    def __init__(
-        self,
-        *,
-        backend: Backend,
-        base_url: str,
-        api_key: str | None,
-        model: str | None,
-        connect_timeout_s: float,
-        read_timeout_s: float,
-    ) -> None:
-        self.backend = backend
-        self.base_url = base_url.rstrip("/")
-        self._configured_model = model
+    def __init__(self, provider: Provider, *, connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.provider = provider
+        self.base_url = provider.base_url
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(timeout=timeout, headers=headers)
-        self._retries = 0 if backend == "vllm" else 2
+        headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else {}
+        # vLLM's router in front may answer 500 while it fails over: see `retrying_transport`.
+        routed = isinstance(provider, VllmProvider)
+        transport = RetryingTransport(httpx.AsyncHTTPTransport()) if routed else None
+        self._http = httpx.AsyncClient(timeout=timeout, headers=headers, transport=transport)
         self.reachable: bool | None = None
         self._info: ModelInfo | None = None
         self._counter: TokenCounter | None = None
@@ -80,28 +57,11 @@ class OpenAICompatibleChatModel:
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAICompatibleChatModel:
         """The backend chosen by LLM_BACKEND, with the timeouts LLM_CONNECT_TIMEOUT_S / LLM_READ_TIMEOUT_S."""
-        if settings.llm_backend == "vllm":
-            return cls(
-                backend="vllm",
-                base_url=settings.vllm_base_url,
-                api_key=None,
-                model=settings.vllm_model,
-                connect_timeout_s=settings.llm_connect_timeout_s,
-                read_timeout_s=settings.llm_read_timeout_s,
-            )
         return cls(
-            backend="openai",
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key,
-            model=settings.openai_model,
+            provider_from_settings(settings),
             connect_timeout_s=settings.llm_connect_timeout_s,
             read_timeout_s=settings.llm_read_timeout_s,
         )
-
-    @property
-    def root_url(self) -> str:
-        """The server root (vLLM serves /tokenize, /metrics and /health there, outside /v1)."""
-        return self.base_url.removesuffix("/v1")
 
     async def model_info(self) -> ModelInfo:
         if self._info is not None:
@@ -188,13 +148,13 @@ class OpenAICompatibleChatModel:
                     self._http.build_request("POST", url, json=body), stream=True
                 )
             except httpx.TransportError as exc:
-                if attempt < self._retries and not isinstance(exc, httpx.TimeoutException):
+                if attempt < self.provider.retries and not isinstance(exc, httpx.TimeoutException):
                     attempt += 1
                     await anyio.sleep(0.5 * attempt)
                     continue
                 raise self._no_answer(exc) from None
             self.reachable = True
-            if response.status_code in _RETRIED_STATUSES and attempt < self._retries:
+            if response.status_code in _RETRIED_STATUSES and attempt < self.provider.retries:
                 await response.aclose()
                 attempt += 1
                 await anyio.sleep(0.5 * attempt)
@@ -210,52 +170,22 @@ class OpenAICompatibleChatModel:
                 await response.aclose()
 
     async def _discover(self) -> tuple[ModelInfo, TokenCounter]:
-        if self.backend == "vllm":
-            entry = await self._served_vllm_model()
-            name = str(entry["id"])
-            remote = VllmTokenizeCounter(self._http, root_url=self.root_url, model=name)
-            local = await calibrate_local_counter(entry.get("root"), remote)
-            counter: TokenCounter = local or remote
-        else:
-            name = self._configured_model or ""
-            entry = await self._get_json(f"{self.base_url}/models/{name}")
-            counter = ByteBoundCounter()
-        max_model_len = int(entry.get("max_model_len") or UNKNOWN_CONTEXT_TOKENS)
+        served = await self.provider.discover(self._get, self._http)
         info = ModelInfo(
-            backend=self.backend,
-            model=name,
-            max_model_len=max_model_len,
-            token_counting="exact" if counter.exact else "estimate",
+            backend=self.provider.backend,
+            model=served.name,
+            max_model_len=served.max_model_len,
+            token_counting="exact" if served.counter.exact else "estimate",
         )
-        return info, counter
+        return info, served.counter
 
-    async def _served_vllm_model(self) -> dict[str, Any]:
-        listing = await self._get_json(f"{self.base_url}/models")
-        entries = [e for e in listing.get("data") or [] if isinstance(e, dict) and e.get("id")]
-        if not entries:
-            raise LLMModelNotFound(f"the vLLM server at {self.base_url} serves no model")
-        if self._configured_model is None:
-            return entries[0]
-        for entry in entries:
-            if entry["id"] == self._configured_model:
-                return entry
-        served = ", ".join(str(e["id"]) for e in entries)
-        raise LLMModelNotFound(
-            f"the vLLM server at {self.base_url} serves {served}, not {self._configured_model!r}: "
-            "set VLLM_MODEL to a served name (or leave it unset to use the first one)"
-        )
-
-    async def _get_json(self, url: str) -> dict[str, Any]:
+    async def _get(self, url: str) -> httpx.Response:
         try:
             response = await self._http.get(url)
         except httpx.TransportError as exc:
             raise self._no_answer(exc) from None
         self.reachable = True
-        if response.status_code == 404 and self.backend == "openai":
-            raise LLMModelNotFound(
-                f"{self.base_url} does not serve the model {self._configured_model!r}: check OPENAI_MODEL"
-            )
-        return checked_json(response)
+        return response
 
     def _no_answer(self, exc: httpx.TransportError) -> LLMError:
         """The error for a request that got no answer at all (timeout or connection failure)."""
@@ -264,12 +194,9 @@ class OpenAICompatibleChatModel:
         if isinstance(exc, httpx.TimeoutException):
             return LLMTimeout(f"the LLM server at {self.base_url} did not answer in time")
         cause = describe_transport_error(exc)
-        return LLMUnavailable(f"cannot reach the LLM server at {self.base_url}: {cause} ({self._hint()})")
-
-    def _hint(self) -> str:
-        if self.backend == "vllm":
-            return "is vLLM running? start it with scripts/start_vllm.sh, or set VLLM_BASE_URL"
-        return "check OPENAI_BASE_URL and the network"
+        return LLMUnavailable(
+            f"cannot reach the LLM server at {self.base_url}: {cause} ({self.provider.hint})"
+        )
 
     def _forget_model(self) -> None:
         """Ask the backend again on the next request: it may come back restarted, with another model."""

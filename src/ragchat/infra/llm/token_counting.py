@@ -8,11 +8,12 @@ Three counters, chosen by `OpenAICompatibleChatModel`:
 - `LocalTemplateCounter`: the served model's own `tokenizer.json`, read from the model folder that vLLM
   reports in `/v1/models` (`root`) when that folder is on this machine (the CPU default). Its chat-template
   cost per message is measured once against `/tokenize` and checked on a probe conversation; if any count
-  disagrees, it is not used. Exact, and no round trip on the hot path.
+  disagrees, it is not used. Exact, and no round trip on the hot path. The tokenizer runs in a worker
+  thread (never on the event loop), and only short texts are remembered (`CACHED_TEXT_CHARS`).
 - `ByteBoundCounter`: for backends without a tokenizer endpoint (OpenAI). Every BPE or byte-fallback token
   covers at least one UTF-8 byte, so `bytes + per-message overhead` is an upper bound of the true count:
-  budgets built on it never overflow. It over-counts English text about 4x, which matters little with the
-  128k contexts such backends serve.
+  budgets built on it never overflow. It over-counts English text (a token is several bytes), which matters
+  little with the large contexts such backends serve.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from ragchat.infra.llm import ChatMessage, LLMModelNotFound, LLMRequestRejected, LLMTimeout, LLMUnavailable
+from ragchat.infra.llm import ChatMessage
+from ragchat.infra.llm.http_errors import post_json
 
-_CACHE_LIMIT = 4096
+CACHED_TEXT_CHARS = 2048
+"""Longest text whose count is remembered; longer ones (a pasted document) are counted every time."""
+_CACHE_ENTRIES = 4096  # with CACHED_TEXT_CHARS: at most 8 M characters held
 
 
 class TokenCounter(Protocol):
@@ -89,21 +93,31 @@ class LocalTemplateCounter:
         self._fallback = fallback
         self._cache: dict[str, int] = {}
 
-    def count_text(self, text: str) -> int:
-        cached = self._cache.get(text)
-        if cached is None:
-            cached = len(self._tokenizer.encode(text, add_special_tokens=False).ids)
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[text] = cached
-        return cached
-
     async def count(self, prompt: str | Sequence[ChatMessage]) -> int:
         if isinstance(prompt, str):
-            return self.count_text(prompt)
+            [count] = await self._count_texts([prompt])
+            return count
         if not prompt or prompt[0].role != "system":
             return await self._fallback.count(prompt)
-        return self._base + sum(self._per_role[m.role] + self.count_text(m.content) for m in prompt)
+        counts = await self._count_texts([m.content for m in prompt])
+        return self._base + sum(self._per_role[m.role] + n for m, n in zip(prompt, counts, strict=True))
+
+    async def _count_texts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text: remembered ones from the cache, the others counted in a worker thread."""
+        known = {text: self._cache[text] for text in texts if text in self._cache}
+        missing = [text for text in dict.fromkeys(texts) if text not in known]
+        if missing:
+            counted = await anyio.to_thread.run_sync(self._encoded_lengths, missing)
+            for text, count in zip(missing, counted, strict=True):
+                known[text] = count
+                if len(text) <= CACHED_TEXT_CHARS:
+                    if len(self._cache) >= _CACHE_ENTRIES:
+                        self._cache.clear()
+                    self._cache[text] = count
+        return [known[text] for text in texts]
+
+    def _encoded_lengths(self, texts: list[str]) -> list[int]:
+        return [len(self._tokenizer.encode(text, add_special_tokens=False).ids) for text in texts]
 
 
 _PROBE_A = ("You answer from passages.", "What is a branch?", "A movable pointer [1].", "And tags?")
@@ -162,53 +176,3 @@ async def calibrate_local_counter(
     if await counter.count(_conversation(_PROBE_B, 4)) != probe:
         return None
     return counter
-
-
-async def post_json(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST `body` to `url` and return the JSON object, mapping failures onto the LLM error hierarchy."""
-    try:
-        response = await http.post(url, json=body)
-    except httpx.TimeoutException as exc:
-        raise LLMTimeout(f"the LLM server at {url} did not answer in time ({type(exc).__name__})") from None
-    except httpx.TransportError as exc:
-        reason = describe_transport_error(exc)
-        raise LLMUnavailable(f"cannot reach the LLM server at {url}: {reason}") from None
-    return checked_json(response)
-
-
-def checked_json(response: httpx.Response) -> dict[str, Any]:
-    """The JSON body of a successful response; an LLM error naming the server's own message otherwise."""
-    if response.status_code == 404:
-        raise LLMModelNotFound(f"{response.request.url} answered 404: {server_message(response)}")
-    if response.status_code >= 500:
-        raise LLMUnavailable(
-            f"the LLM server answered {response.status_code} at {response.request.url}: "
-            f"{server_message(response)}"
-        )
-    if response.status_code >= 400:
-        raise LLMRequestRejected(f"the LLM server refused the request: {server_message(response)}")
-    data = response.json()
-    if not isinstance(data, dict):
-        raise LLMRequestRejected(f"unexpected answer from {response.request.url}: {str(data)[:200]}")
-    return data
-
-
-def server_message(response: httpx.Response) -> str:
-    """The `error.message` (or `message`/`detail`) of an error body, else its first 200 characters."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        for key in ("message", "detail"):
-            if data.get(key):
-                return str(data[key])
-    return str(data)[:200]
-
-
-def describe_transport_error(exc: Exception) -> str:
-    """A short human description of a connection failure."""
-    return str(exc).strip() or type(exc).__name__

@@ -4,13 +4,20 @@ Current vLLM (V1 engine) renamed or dropped some metrics the guide names; both a
 `vllm:gpu_cache_usage_perc` is now `vllm:kv_cache_usage_perc` (a fraction 0-1, despite the name), and
 `vllm:avg_generation_throughput_toks_per_s` was removed: throughput is the rate of
 `vllm:generation_tokens_total` between two scrapes. The reader falls back to the old names for old servers.
+
+Behind vLLM's router (`vllm-router`, scripts/start_router.sh) VLLM_BASE_URL is the router, whose own
+`/metrics` is merely one worker's, proxied. `VllmMonitor` recognises the router by its `GET /workers`
+listing, then scrapes every worker's `/metrics` itself and reads the router's Prometheus port
+(`vllm_router_*`: circuit breaker and routed requests per worker). The router's `is_healthy` flag was seen
+to stay true for a killed worker (vllm-router 0.1.17), so a worker whose /metrics does not answer is down
+whatever the router says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import httpx
@@ -174,14 +181,225 @@ async def scrape(client: httpx.AsyncClient, metrics_url: str) -> VllmSample:
     return sample
 
 
-async def read_status(metrics_url: str, *, window_s: float = 1.0, timeout_s: float = 5.0) -> VllmStatus:
-    """Scrape twice, `window_s` apart (once when 0), and summarize."""
-    async with httpx.AsyncClient(timeout=timeout_s) as client:
-        first = await scrape(client, metrics_url)
+def combine(samples: Sequence[VllmSample]) -> VllmSample:
+    """Several workers' scrapes as one server: counters and queues summed, KV-cache usage averaged."""
+    values: dict[str, float | None] = {}
+    for key in _SOURCES:
+        present = [v for s in samples if (v := s.get(key)) is not None]
+        if not present:
+            values[key] = None
+        elif key == "kv_cache_usage":
+            values[key] = sum(present) / len(present)
+        else:
+            values[key] = sum(present)
+    return VllmSample(
+        taken_at=max((s.taken_at for s in samples), default=time.monotonic()),
+        values=values,
+        models=tuple(sorted({m for s in samples for m in s.models})),
+    )
+
+
+@dataclass(frozen=True)
+class RouterWorker:
+    """One worker as vLLM's router lists it (`GET /workers`) and counts it (its Prometheus metrics)."""
+
+    url: str
+    healthy: bool | None
+    """The router's own health flag (its periodic health checks)."""
+    circuit: str | None = None
+    """The router's circuit breaker for this worker: closed (used), open (skipped), half_open (probing)."""
+    routed_requests: float | None = None
+    """Requests the router has sent to this worker since it started (vllm_router_processed_requests)."""
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker behind the router: `state` is up, down (its /metrics does not answer) or unhealthy (the
+    router's health checks fail). `router.circuit` open: the router skips it until its next probe (the
+    router updates that gauge only when it routes a request, so it may lag)."""
+
+    url: str
+    state: str
+    router: RouterWorker
+    error: str | None
+    vllm: VllmStatus | None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "url": self.url,
+            "state": self.state,
+            "up": self.state == "up",
+            "router_healthy": self.router.healthy,
+            "circuit": self.router.circuit,
+            "routed_requests": self.router.routed_requests,
+            "error": self.error,
+            "vllm": self.vllm.as_dict() if self.vllm else None,
+        }
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """VLLM_BASE_URL's status: one vLLM server (`workers` empty), or vLLM's router and its workers.
+
+    `total` is the one server's figures, or the workers' that answered combined (see `combine`); `None`
+    with `error` when nothing answered. `router_error` says why the router's own metrics are missing.
+    """
+
+    routed: bool
+    total: VllmStatus | None
+    error: str | None
+    workers: tuple[WorkerStatus, ...] = ()
+    router_metrics_url: str | None = None
+    router_error: str | None = None
+
+
+_CIRCUIT_STATES = {0: "closed", 1: "open", 2: "half_open"}
+
+
+def parse_router_metrics(text: str) -> dict[str, dict[str, float]]:
+    """The router's per-worker series (`vllm_router_*{worker=...}`), by worker URL then series name."""
+    per_worker: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            worker = sample.labels.get("worker")
+            if worker and sample.name.startswith("vllm_router_") and not sample.name.endswith("_created"):
+                name = sample.name.removeprefix("vllm_router_").removesuffix("_total")
+                series = per_worker.setdefault(worker.rstrip("/"), {})
+                series[name] = series.get(name, 0.0) + float(sample.value)
+    return per_worker
+
+
+class VllmMonitor:
+    """Reads the status of the server at VLLM_BASE_URL, or of every worker behind vLLM's router there.
+
+    Holds one HTTP client for its lifetime (the app's lifespan owns it; `aclose` releases it).
+    """
+
+    def __init__(
+        self, base_url: str, *, router_metrics_url: str | None = None, timeout_s: float = 5.0
+    ) -> None:
+        self.root_url = base_url.rstrip("/").removesuffix("/v1")
+        self.metrics_url = metrics_url_for(base_url)
+        self.router_metrics_url = router_metrics_url or default_router_metrics_url(self.root_url)
+        self._http = httpx.AsyncClient(timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._http.aclose()
+
+    async def read(self, window_s: float = 1.0) -> ClusterStatus:
+        """Scrape twice, `window_s` apart (once when 0); never raises for a server or worker that is down."""
+        listed = await self._router_workers()
+        if listed is None:
+            try:
+                return ClusterStatus(
+                    routed=False, total=await self._one(self.metrics_url, window_s), error=None
+                )
+            except VllmMetricsError as exc:
+                return ClusterStatus(routed=False, total=None, error=str(exc))
+        urls = [metrics_url_for(w.url) for w in listed]
+        first = await self._scrape_all(urls)
+        second = first
+        if window_s > 0:
+            await asyncio.sleep(window_s)
+            second = await self._scrape_all(urls)
+        router_series, router_error = await self._router_series()
+        workers = []
+        pairs: list[tuple[VllmSample | None, VllmSample]] = []  # (earlier scrape if any, last scrape)
+        for listed_worker, before, after in zip(listed, first, second, strict=True):
+            worker = _with_router_series(listed_worker, router_series.get(listed_worker.url, {}))
+            if isinstance(after, VllmMetricsError):
+                workers.append(WorkerStatus(worker.url, "down", worker, str(after), None))
+                continue
+            earlier = before if isinstance(before, VllmSample) and before is not after else None
+            pairs.append((earlier, after))
+            vllm = summarize(earlier, after) if earlier else summarize(after)
+            workers.append(WorkerStatus(worker.url, _state(worker), worker, None, vllm))
+        both = [(b, a) for b, a in pairs if b is not None]  # answered both scrapes: rates are known
+        total: VllmStatus | None = None
+        error: str | None = None
+        if both:
+            total = summarize(combine([b for b, _ in both]), combine([a for _, a in both]))
+        elif pairs:
+            total = summarize(combine([a for _, a in pairs]))
+        else:
+            error = f"no worker behind the router at {self.root_url} answers /metrics"
+        return ClusterStatus(
+            routed=True,
+            total=total,
+            error=error,
+            workers=tuple(workers),
+            router_metrics_url=self.router_metrics_url,
+            router_error=router_error,
+        )
+
+    async def _one(self, url: str, window_s: float) -> VllmStatus:
+        first = await scrape(self._http, url)
         if window_s <= 0:
             return summarize(first)
         await asyncio.sleep(window_s)
-        return summarize(first, await scrape(client, metrics_url))
+        return summarize(first, await scrape(self._http, url))
+
+    async def _scrape_all(self, urls: Sequence[str]) -> list[VllmSample | VllmMetricsError]:
+        async def one(url: str) -> VllmSample | VllmMetricsError:
+            try:
+                return await scrape(self._http, url)
+            except VllmMetricsError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(url) for url in urls)))
+
+    async def _router_workers(self) -> list[RouterWorker] | None:
+        """The router's worker list, or None when VLLM_BASE_URL is not vLLM's router (e.g. vLLM itself)."""
+        try:
+            response = await self._http.get(f"{self.root_url}/workers")
+            data = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("workers"), list):
+            return None
+        workers = []
+        for entry in data["workers"]:
+            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                healthy = entry.get("is_healthy")
+                workers.append(
+                    RouterWorker(
+                        url=entry["url"].rstrip("/"), healthy=healthy if isinstance(healthy, bool) else None
+                    )
+                )
+        return workers
+
+    async def _router_series(self) -> tuple[dict[str, dict[str, float]], str | None]:
+        try:
+            response = await self._http.get(self.router_metrics_url)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            return {}, (
+                f"cannot read the router's metrics at {self.router_metrics_url}: {type(exc).__name__} "
+                "(set VLLM_ROUTER_METRICS_URL to its --prometheus-port)"
+            )
+        return parse_router_metrics(response.text), None
+
+
+def _with_router_series(worker: RouterWorker, series: dict[str, float]) -> RouterWorker:
+    state = series.get("cb_state")
+    return RouterWorker(
+        url=worker.url,
+        healthy=worker.healthy if "worker_health" not in series else series["worker_health"] > 0,
+        circuit=_CIRCUIT_STATES.get(int(state), str(state)) if state is not None else None,
+        routed_requests=series.get("processed_requests"),
+    )
+
+
+def _state(worker: RouterWorker) -> str:
+    return "unhealthy" if worker.healthy is False else "up"
+
+
+def default_router_metrics_url(root_url: str) -> str:
+    """The router's Prometheus endpoint by default: its host, port 29000 (vllm-router's default)."""
+    parsed = httpx.URL(root_url)
+    return str(parsed.copy_with(port=29000, path="/metrics", query=None))
 
 
 def metrics_url_for(base_url: str) -> str:

@@ -9,12 +9,12 @@ heading, so a chunk about `json.dumps` carries the heading path `json ... > Basi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ragchat.domain import ExtractedDocument
-from ragchat.infra.loaders import BadFile
+from ragchat.infra.loaders import BadFile, ParseLimits
 from ragchat.infra.loaders._builder import DocumentBuilder, collapse_whitespace
+from ragchat.infra.loaders.containers import check_tree
 
 _DROPPED_TAGS = frozenset(
     {
@@ -38,15 +38,14 @@ _API_HEADING_BASE_LEVEL = 6  # API entries nest below h6, so any later hN closes
 _API_TITLE_LIMIT = 80
 
 
-def load_html(path: Path) -> ExtractedDocument:
-    """Extract the main content of an HTML page into text and sections."""
+def load_html(name: str, data: bytes, limits: ParseLimits) -> ExtractedDocument:
+    """Extract the main content of an HTML page into text and sections (the tree checked against `limits`)."""
     from lxml import etree, html
 
-    data = path.read_bytes()
     if not data.strip():
-        raise BadFile(f"{path.name} is empty: there is no text to index")
+        raise BadFile(f"{name} is empty: there is no text to index")
     if b"\x00" in data[:65536]:
-        raise BadFile(f"{path.name} looks like binary data, not HTML (it contains NUL bytes)")
+        raise BadFile(f"{name} looks like binary data, not HTML (it contains NUL bytes)")
     try:
         data.decode("utf-8")
         encoding: str | None = "utf-8"
@@ -55,7 +54,8 @@ def load_html(path: Path) -> ExtractedDocument:
     try:
         root = html.document_fromstring(data, parser=html.HTMLParser(encoding=encoding))
     except (etree.ParserError, ValueError) as exc:
-        raise BadFile(f"{path.name} could not be parsed as HTML: {exc}") from None
+        raise BadFile(f"{name} could not be parsed as HTML: {exc}") from None
+    check_tree(name, root, limits)
 
     page_title = collapse_whitespace(root.findtext(".//title") or "") or None
     content = _main_content(root)
@@ -64,7 +64,7 @@ def load_html(path: Path) -> ExtractedDocument:
     _Walker(builder).visit(content)
     document = builder.build()
     if not document.text.strip():
-        raise BadFile(f"{path.name} has no readable text in its main content")
+        raise BadFile(f"{name} has no readable text in its main content")
     return ExtractedDocument(document.text, document.sections, document.title or page_title)
 
 

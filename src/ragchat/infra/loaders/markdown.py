@@ -7,21 +7,19 @@ author wrote.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ragchat.domain import ExtractedDocument, Section
 from ragchat.infra.loaders import BadFile
 from ragchat.infra.loaders._builder import collapse_whitespace
 from ragchat.infra.loaders.text import decode_text, normalize_newlines
 
 
-def load_markdown(path: Path) -> ExtractedDocument:
+def load_markdown(name: str, data: bytes) -> ExtractedDocument:
     """Sections start at each heading line and run to the next heading."""
     from markdown_it import MarkdownIt
 
-    text = normalize_newlines(decode_text(path.read_bytes(), path.name))
+    text = normalize_newlines(decode_text(data, name))
     if not text.strip():
-        raise BadFile(f"{path.name} holds only whitespace: there is no text to index")
+        raise BadFile(f"{name} holds only whitespace: there is no text to index")
 
     line_starts = [0]
     for index, char in enumerate(text):

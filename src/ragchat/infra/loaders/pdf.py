@@ -2,37 +2,46 @@
 (bookmark) entry covering it, if the PDF has one, followed by `page N`.
 
 Encrypted PDFs open when they only carry an owner password (an empty user password); otherwise the user
-is told to remove the password. Scanned PDFs (no text layer) are refused with a hint to run OCR.
+is told to remove the password. Scanned PDFs (no text layer) are refused with a hint to run OCR. Streams
+and pages are checked against `ParseLimits` before any text is extracted.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-from pathlib import Path
 from typing import Any
 
 from ragchat.domain import ExtractedDocument
-from ragchat.infra.loaders import BadFile
+from ragchat.infra.loaders import BadFile, OverLimit, ParseLimits
 from ragchat.infra.loaders._builder import DocumentBuilder, collapse_whitespace
+from ragchat.infra.loaders.containers import check_pdf_streams
 from ragchat.infra.loaders.text import normalize_newlines
 
 _PAGE_LEVEL = 99  # below every outline level
 
 
-def load_pdf(path: Path) -> ExtractedDocument:
+def load_pdf(name: str, data: bytes, limits: ParseLimits) -> ExtractedDocument:
     """Extract the text of every page; raise `BadFile` for corrupt, encrypted or image-only PDFs."""
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+    from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError, PdfReadError
 
-    name = path.name
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # malformed-but-readable files log noisily
+    check_pdf_streams(name, data, limits)
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise BadFile(_encrypted_message(name))
+        if len(reader.pages) > limits.max_pdf_pages:
+            raise OverLimit(
+                f"{name} has {len(reader.pages):,} pages, over the limit of {limits.max_pdf_pages:,} "
+                "(RAGCHAT_MAX_PDF_PAGES)"
+            )
         pages = [page.extract_text() or "" for page in reader.pages]
     except BadFile:
         raise
+    except LimitReachedError as exc:
+        raise OverLimit(f"{name} goes over a limit of the PDF parser: {exc}") from None
     except (FileNotDecryptedError, DependencyError):
         raise BadFile(_encrypted_message(name)) from None
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from pathlib import Path
 
 from ragchat.domain import ExtractedDocument, Section
 from ragchat.infra.loaders import BadFile
@@ -52,11 +51,11 @@ def normalize_newlines(text: str) -> str:
     return _BLANK_RUN.sub("\n\n", text).strip("\n").rstrip()
 
 
-def load_text(path: Path) -> ExtractedDocument:
+def load_text(name: str, data: bytes) -> ExtractedDocument:
     """One section covering the whole text; the chunker splits it at blank lines and sentences."""
-    text = normalize_newlines(decode_text(path.read_bytes(), path.name))
+    text = normalize_newlines(decode_text(data, name))
     if not text.strip():
-        raise BadFile(f"{path.name} holds only whitespace: there is no text to index")
+        raise BadFile(f"{name} holds only whitespace: there is no text to index")
     return ExtractedDocument(text=text, sections=(Section((), 0, len(text)),), title=None)
 
 

@@ -60,6 +60,11 @@ class ChunkStore(Protocol):
         """Remove a document and every chunk, vector and index entry of it. False if it did not exist."""
         ...
 
+    def delete_collection(self, collection: str) -> bool:
+        """Remove the collection with every document, chunk, vector, index entry and grant of it, in one
+        transaction. False if it did not exist."""
+        ...
+
     def list_documents(self, collection: str | None = None) -> list[DocumentRecord]: ...
 
     def count_documents(self) -> int:

@@ -3,12 +3,12 @@
 The index is derived data, like the store's vector matrix: the SQLite file holds the chunks, and the store
 builds this index from them and updates it whenever a collection's generation moves (see `sqlite.py`). A
 crash can therefore never leave it disagreeing with the data: a new process builds it again (with the
-vectors, about 3 s per 100,000 chunks on two cores).
+vectors; how long that takes is measured in docs/benchmarks.md, "Search latency").
 
-Why tantivy and not SQLite's FTS5 (which ragchat used first): FTS5 took ~100 ms of CPU for a natural
-question at 100k chunks, or 13-15 ms when only the rarest words were searched; tantivy takes ~2 ms with
-every word counted, and ranks better on our question sets (docs/design-choices.md, "Storage and
-retrieval").
+Why tantivy and not SQLite's FTS5 (which ragchat used first): FTS5 scored every chunk holding any query
+word, so a natural question cost far more CPU, and searching only the rarest words cost recall; tantivy
+counts every word, is faster and ranks better on our question sets (docs/design-choices.md, "Storage and
+retrieval"; figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations

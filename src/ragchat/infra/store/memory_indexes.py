@@ -30,6 +30,7 @@ from ragchat.infra.store.vector_index import ExactVectorIndex, scan_pool
 class _CollectionIndexes:
     """The indexes of one collection as of `generation`, and the document revisions they hold."""
 
+    collection_id: int = -1
     keywords: KeywordIndex = field(default_factory=KeywordIndex)
     vectors: ExactVectorIndex | None = None
     generation: int = -1
@@ -80,6 +81,11 @@ class MemoryIndexes:
             snapshot = index.vectors.snapshot()
         return snapshot.top_k(query, k, self._scan_pool)  # outside the lock (numpy drops the GIL)
 
+    def forget(self, collection: str) -> None:
+        """Drop the collection's indexes (it was deleted)."""
+        with self._lock:
+            self._indexes.pop(collection, None)
+
     def close(self) -> None:
         """Drop every index (and the scan threads)."""
         with self._lock:
@@ -94,13 +100,15 @@ class MemoryIndexes:
         them anew.
         """
         with self._rows.reading() as conn:
-            generation = ChunkRows.generation(conn, collection)
-            if generation is None:
+            state = ChunkRows.generation(conn, collection)
+            if state is None:
+                self._indexes.pop(collection, None)  # deleted, perhaps by another process
                 return None
+            collection_id, generation = state
             index = self._indexes.get(collection)
-            if index is None:
+            if index is None or index.collection_id != collection_id:  # new, or deleted and made again
                 vectors = ExactVectorIndex() if self._with_vectors else None
-                index = self._indexes[collection] = _CollectionIndexes(vectors=vectors)
+                index = self._indexes[collection] = _CollectionIndexes(collection_id, vectors=vectors)
             if index.generation == generation:
                 return index
             try:
@@ -157,6 +165,12 @@ class IndexedChunkRows(ChunkRows):
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
         """Top `k` chunk ids by BM25 for `query`, best first, with their BM25 scores."""
         return self._memory.keyword_search(collection, query, k)
+
+    def delete_collection(self, collection: str) -> bool:
+        """Remove the collection with everything in it, and its in-memory indexes."""
+        deleted = super().delete_collection(collection)
+        self._memory.forget(collection)
+        return deleted
 
     def close(self) -> None:
         """Drop the in-memory indexes and close the database connections."""

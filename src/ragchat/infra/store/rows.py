@@ -254,6 +254,18 @@ class ChunkRows:
                 self._bump_generation(tx, collection)
         return bool(deleted)
 
+    def delete_collection(self, collection: str) -> bool:
+        """Remove the collection with every document and chunk of it (grants go by the foreign key's
+        cascade), in one transaction. False if it did not exist."""
+        with self.writing() as tx:
+            exists = tx.execute(select(collections.c.id).where(collections.c.name == collection)).first()
+            if exists is None:
+                return False
+            tx.execute(chunk_table.delete().where(chunk_table.c.collection == collection))
+            tx.execute(documents.delete().where(documents.c.collection == collection))
+            tx.execute(collections.delete().where(collections.c.name == collection))
+        return True
+
     @staticmethod
     def _lock_collection(tx: Connection, collection: str) -> None:
         """Create the collection if new, and (PostgreSQL) hold its row until the transaction ends: the
@@ -318,12 +330,13 @@ class ChunkRows:
             }
 
     @staticmethod
-    def generation(conn: Connection, collection: str) -> int | None:
-        """The collection's write counter, or None if it does not exist."""
-        value = conn.execute(
-            select(collections.c.generation).where(collections.c.name == collection)
-        ).scalar_one_or_none()
-        return None if value is None else int(value)
+    def generation(conn: Connection, collection: str) -> tuple[int, int] | None:
+        """The collection's (id, write counter), or None if it does not exist. A collection deleted and
+        made again has a new id: indexes built for the old one must not be caught up, but rebuilt."""
+        row = conn.execute(
+            select(collections.c.id, collections.c.generation).where(collections.c.name == collection)
+        ).first()
+        return None if row is None else (int(row[0]), int(row[1]))
 
     @staticmethod
     def revisions(conn: Connection, collection: str) -> dict[str, int]:

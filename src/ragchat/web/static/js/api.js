@@ -1,25 +1,62 @@
 // Calls to ragchat's HTTP API (docs/architecture.md). Every failure becomes an ApiError whose
 // message can be shown as is: the server's own message when it sent the JSON error shape.
+// This module is the one place that sends the CSRF token (on every state-changing request) and that
+// notices an ended session (a 401 anywhere but the sign-in calls).
 
 /** An error from the API: `status` 0 means the request never got an answer. */
 export class ApiError extends Error {
-  constructor(message, { status = 0, code = "", type = "" } = {}) {
+  constructor(message, { status = 0, code = "", type = "", retryAfter = null } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.type = type;
+    /** Seconds to wait before trying again (from Retry-After), or null. */
+    this.retryAfter = retryAfter;
   }
+}
+
+const session = { csrfToken: null, onSignedOut: () => {} };
+
+/** The token that state-changing requests carry in `X-CSRF-Token` (null: none, e.g. with auth off). */
+export function setCsrfToken(token) {
+  session.csrfToken = token || null;
+}
+
+/** `handler(error)` runs when a request answers 401: the session ended (expired, signed out elsewhere). */
+export function onSignedOut(handler) {
+  session.onSignedOut = handler;
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** Headers every request of `method` needs on top of its own. */
+function sessionHeaders(method) {
+  return !SAFE_METHODS.has(method.toUpperCase()) && session.csrfToken ? { "X-CSRF-Token": session.csrfToken } : {};
+}
+
+function signedOut(error, path) {
+  if (error.status === 401 && !path.startsWith("/api/auth/")) session.onSignedOut(error);
+  return error;
 }
 
 const NO_ANSWER = "ragchat did not answer. Check that the server is still running, then try again.";
 
-function fromErrorBody(body, status, fallback) {
+function fromErrorBody(body, status, fallback, retryAfter = null) {
   const error = body && typeof body === "object" ? body.error : null;
   if (error && typeof error.message === "string") {
-    return new ApiError(error.message, { status, code: error.code || "", type: error.type || "" });
+    return new ApiError(error.message, { status, code: error.code || "", type: error.type || "", retryAfter });
   }
-  return new ApiError(fallback, { status });
+  return new ApiError(fallback, { status, retryAfter });
+}
+
+/** Retry-After in seconds (the header may also be an HTTP date), or null. */
+function retryAfterSeconds(value) {
+  if (!value) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }
 
 async function errorFromResponse(response) {
@@ -29,18 +66,20 @@ async function errorFromResponse(response) {
   } catch {
     // not JSON: fall back to the status line
   }
-  return fromErrorBody(body, response.status, `${response.status} ${response.statusText}`.trim());
+  const retryAfter = retryAfterSeconds(response.headers.get("Retry-After"));
+  return fromErrorBody(body, response.status, `${response.status} ${response.statusText}`.trim(), retryAfter);
 }
 
 async function request(path, init = {}) {
+  const method = init.method || "GET";
   let response;
   try {
-    response = await fetch(path, init);
+    response = await fetch(path, { ...init, headers: { ...init.headers, ...sessionHeaders(method) } });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(NO_ANSWER);
   }
-  if (!response.ok) throw await errorFromResponse(response);
+  if (!response.ok) throw signedOut(await errorFromResponse(response), path);
   return response;
 }
 
@@ -48,6 +87,18 @@ async function request(path, init = {}) {
 export async function getJSON(path) {
   const response = await request(path, { headers: { Accept: "application/json" } });
   return response.json();
+}
+
+/** Send `body` as JSON with `method`; resolves to the JSON answer, or null when there is none (204). */
+export async function sendJSON(method, path, body = undefined) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await request(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return response.status === 204 ? null : response.json();
 }
 
 /** DELETE /api/documents/{id}. */
@@ -69,6 +120,7 @@ export function uploadFiles(files, collection, onProgress) {
     xhr.open("POST", "/api/documents");
     xhr.responseType = "json";
     xhr.setRequestHeader("Accept", "application/json");
+    for (const [name, value] of Object.entries(sessionHeaders("POST"))) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     });
@@ -78,7 +130,9 @@ export function uploadFiles(files, collection, onProgress) {
       if (xhr.status >= 200 && xhr.status < 300 && body && Array.isArray(body.results)) {
         resolve(body.results);
       } else {
-        reject(fromErrorBody(body, xhr.status, `Upload failed (HTTP ${xhr.status}).`));
+        const retryAfter = retryAfterSeconds(xhr.getResponseHeader("Retry-After"));
+        const error = fromErrorBody(body, xhr.status, `Upload failed (HTTP ${xhr.status}).`, retryAfter);
+        reject(signedOut(error, "/api/documents"));
       }
     });
     xhr.addEventListener("error", () => reject(new ApiError(NO_ANSWER)));

@@ -3,6 +3,7 @@
 
 import { ApiError, streamChat } from "./api.js";
 import { citedNumbers, describeSource, renderAnswer } from "./markdown.js";
+import { element } from "./widgets.js";
 
 const START_LLM = "Start the LLM server (./scripts/start_vllm.sh) or check VLLM_BASE_URL, then send your question again.";
 
@@ -14,6 +15,8 @@ const HINTS = {
   llm_stream_broken: "The model stopped in the middle of the answer (did its server restart?). Send the question again.",
   collection_not_found: "Add documents to this collection first (Documents panel), or choose another collection.",
   question_too_long: "Shorten the question, or start a new conversation so less history has to fit.",
+  forbidden: "Your access does not allow this: ask the collection's owner or an admin.",
+  unauthenticated: "Sign in again, then send your question again.",
   embedding_unavailable: "The embedding model is not answering: check EMBEDDING_BACKEND and EMBEDDING_BASE_URL.",
 };
 
@@ -218,11 +221,4 @@ export class Chat {
     if (questionRestored) box.append(element("p", "muted", "Your question is back in the box below."));
     turn.append(box);
   }
-}
-
-function element(tag, className = "", text = "") {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  return node;
 }

@@ -1,7 +1,8 @@
 // The status light in the header: app health, the LLM behind it and whether it answers.
-// Reads GET /health, GET /api/status and GET /v1/models; polls while the page is visible.
+// Reads GET /api/health, GET /api/status and GET /v1/models; polls while the page is visible.
 
 import { getJSON } from "./api.js";
+import { dismissable } from "./widgets.js";
 
 const POLL_MS = 15000;
 const BACKEND_NAMES = { vllm: "vLLM", openai: "OpenAI" };
@@ -14,35 +15,35 @@ export class StatusLight {
     this.label = root.querySelector(".status-label");
     this.details = root.querySelector(".status-details");
     this.timer = null;
+    this.running = false;
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden) this.refresh();
+      if (!document.hidden && this.running) this.refresh();
     });
-    // The details close like a menu: on a click elsewhere or Escape.
-    document.addEventListener("click", (event) => {
-      if (root.open && !root.contains(event.target)) root.open = false;
-    });
-    root.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && root.open) {
-        root.open = false;
-        root.querySelector("summary").focus();
-      }
-    });
+    dismissable(root);
   }
 
-  /** Check now, then keep checking every few seconds. */
+  /** Check now, then keep checking every few seconds until `stop()`. */
   async refresh() {
     clearTimeout(this.timer);
+    this.running = true;
     const [health, status, models] = await Promise.all([
-      settle(getJSON("/health")),
+      settle(getJSON("/api/health")),
       settle(getJSON("/api/status?window=0")),
       settle(getJSON("/v1/models")),
     ]);
+    if (!this.running) return;
     const summary = summarise(health, status);
     this.render(summary, health, status, models);
     this.onHealth(summary);
     this.timer = setTimeout(() => {
       if (!document.hidden) this.refresh();
     }, POLL_MS);
+  }
+
+  /** Stop polling (nobody is signed in). */
+  stop() {
+    this.running = false;
+    clearTimeout(this.timer);
   }
 
   render(summary, health, status, models) {
@@ -86,7 +87,7 @@ export class StatusLight {
 }
 
 /**
- * One view of health from /health and /api/status: `{appUp, backend, model, reachable, error}`;
+ * One view of health from /api/health and /api/status: `{appUp, backend, model, reachable, error}`;
  * `reachable` is null when nothing says (e.g. an OpenAI backend, which ragchat does not probe).
  */
 function summarise(health, status) {

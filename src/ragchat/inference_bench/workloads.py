@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragchat.bench.client import Message
+from ragchat.inference_bench.client import Message
 
 TokenCounter = Callable[[list[Message]], Awaitable[int | None]]
 

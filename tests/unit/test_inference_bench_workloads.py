@@ -9,9 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from ragchat.bench.client import Message
-from ragchat.bench.prometheus import KV_USAGE, PREFIX_HITS, MetricsSnapshot, StepMonitor, parse_metrics
-from ragchat.bench.workloads import RAG_SYSTEM_PROMPT, PromptFactory, dataset_workload, estimate_tokens
+from ragchat.inference_bench.client import Message
+from ragchat.inference_bench.prometheus import (
+    KV_USAGE,
+    PREFIX_HITS,
+    MetricsSnapshot,
+    StepMonitor,
+    parse_metrics,
+)
+from ragchat.inference_bench.workloads import (
+    RAG_SYSTEM_PROMPT,
+    PromptFactory,
+    dataset_workload,
+    estimate_tokens,
+)
 
 
 def factory(seed: int = 1, tag: str = "t1") -> PromptFactory:

@@ -13,9 +13,9 @@ from typing import Any
 
 from rich.table import Table
 
-from ragchat.bench.client import RequestResult
-from ragchat.bench.config import Slo
-from ragchat.bench.metrics import StepSummary, capacities, summarize
+from ragchat.inference_bench.client import RequestResult
+from ragchat.inference_bench.config import Slo
+from ragchat.inference_bench.metrics import StepSummary, capacities, summarize
 
 Record = dict[str, Any]
 
@@ -243,7 +243,7 @@ def write_outputs(record: Record, output_dir: Path, *, plots: bool, results: boo
         written[0].write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     plot_paths: list[Path] = []
     if plots and record["steps"]:
-        from ragchat.bench.plots import plot_run  # matplotlib loads only when plots are wanted
+        from ragchat.inference_bench.plots import plot_run  # matplotlib loads only when plots are wanted
 
         plot_paths = plot_run(record, output_dir)
     summary = output_dir / SUMMARY_FILE

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragchat import __version__
-from ragchat.bench.client import BenchClient, Message, RequestResult, ServerProblem
-from ragchat.bench.config import BenchConfig
-from ragchat.bench.metrics import Capacity, StepSummary, capacities, summarize
-from ragchat.bench.prometheus import MetricsSnapshot, StepMonitor, StepServerMetrics
-from ragchat.bench.workloads import (
+from ragchat.inference_bench.client import BenchClient, Message, RequestResult, ServerProblem
+from ragchat.inference_bench.config import BenchConfig
+from ragchat.inference_bench.metrics import Capacity, StepSummary, capacities, summarize
+from ragchat.inference_bench.prometheus import MetricsSnapshot, StepMonitor, StepServerMetrics
+from ragchat.inference_bench.workloads import (
     DEFAULT_TOKENS_PER_WORD,
     PromptFactory,
     Workload,

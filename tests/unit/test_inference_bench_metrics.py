@@ -7,9 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragchat.bench.client import RequestResult
-from ragchat.bench.config import BenchConfig, BenchConfigError, Slo, parse_float_list, parse_int_list
-from ragchat.bench.metrics import Distribution, StepSummary, capacity, summarize
+from ragchat.inference_bench.client import RequestResult
+from ragchat.inference_bench.config import (
+    BenchConfig,
+    BenchConfigError,
+    Slo,
+    parse_float_list,
+    parse_int_list,
+)
+from ragchat.inference_bench.metrics import Distribution, StepSummary, capacity, summarize
 
 
 def finished(

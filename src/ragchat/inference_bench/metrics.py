@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ragchat.bench.client import RequestResult
-from ragchat.bench.config import Slo
+from ragchat.inference_bench.client import RequestResult
+from ragchat.inference_bench.config import Slo
 
 PERCENTILES = (50, 90, 95, 99)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ragchat.bench.report import Record, prefix_line
+from ragchat.inference_bench.report import Record, prefix_line
 
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("TTFT p50 ms", "ttft_ms", "p50"),
@@ -43,8 +43,9 @@ def _change(a: float | None, b: float | None) -> str:
     return f"{(b - a) / a * 100:+.1f}%"
 
 
-def compare_table(a: Record, b: Record) -> Table:
-    """One row per metric of each (workload, level) measured in both runs: A, B and B's change from A."""
+def compare_table(a: Record, b: Record, *, every_row: bool = False) -> Table:
+    """One row per metric of each (workload, level) measured in both runs: A, B and B's change from A.
+    The workload and level stand on the first row of each group, or on every row with `every_row`."""
     index_b = {(step["workload"], step["level"]): step for step in b["steps"]}
     table = Table(title="A vs B", title_justify="left", header_style="bold")
     for name, justify in (("workload", "left"), ("level", "right"), ("metric", "left")):
@@ -58,8 +59,8 @@ def compare_table(a: Record, b: Record) -> Table:
         for position, (name, metric, stat) in enumerate(_COLUMNS):
             value_a, value_b = _value(step_a, metric, stat), _value(step_b, metric, stat)
             table.add_row(
-                step_a["workload"] if position == 0 else "",
-                f"{step_a['level']:g}" if position == 0 else "",
+                step_a["workload"] if position == 0 or every_row else "",
+                f"{step_a['level']:g}" if position == 0 or every_row else "",
                 name,
                 _number(value_a),
                 _number(value_b),

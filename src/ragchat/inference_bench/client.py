@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from ragchat.bench.prometheus import MetricsSnapshot, parse_metrics
+from ragchat.inference_bench.prometheus import MetricsSnapshot, parse_metrics
 
 Message = dict[str, str]
 

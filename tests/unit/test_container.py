@@ -1,0 +1,52 @@
+"""`Services.aclose` closes every part even when some fail, then raises what failed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ragchat.config import Settings
+from ragchat.container import Services
+
+
+class Part:
+    """Stands in for one long-lived part; a real one cannot be made to fail on close."""
+
+    def __init__(self, name: str, closed: list[str], *, fails: bool = False) -> None:
+        self.name, self._closed, self._fails = name, closed, fails
+
+    def close(self) -> None:
+        self._closed.append(self.name)
+        if self._fails:
+            raise RuntimeError(f"{self.name} failed to close")
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def services(make_settings: Callable[..., Settings], closed: list[str], *failing: str) -> Services:
+    parts: dict[str, Any] = {
+        name: Part(name, closed, fails=name in failing)
+        for name in ("metrics", "llm", "retriever", "store", "embedder")
+    }
+    return Services(settings=make_settings(), ingest=None, chat=None, **parts)  # type: ignore[arg-type]
+
+
+async def test_one_failing_close_does_not_stop_the_others(make_settings: Callable[..., Settings]) -> None:
+    closed: list[str] = []
+    with pytest.raises(RuntimeError, match="llm failed to close"):
+        await services(make_settings, closed, "llm").aclose()
+    assert closed == ["metrics", "llm", "retriever", "store", "embedder"]
+
+
+async def test_several_failing_closes_are_all_raised(make_settings: Callable[..., Settings]) -> None:
+    closed: list[str] = []
+    with pytest.raises(ExceptionGroup) as raised:
+        await services(make_settings, closed, "metrics", "store").aclose()
+    assert [str(error) for error in raised.value.exceptions] == [
+        "metrics failed to close",
+        "store failed to close",
+    ]
+    assert closed == ["metrics", "llm", "retriever", "store", "embedder"]
