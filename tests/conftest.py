@@ -18,7 +18,12 @@ import pytest
 from ragchat.config import Settings
 from ragchat.infra.embeddings import Embedder
 
-pytest_plugins = ["tests.support.vllm", "tests.support.oidc_provider", "tests.support.postgres", "tests.support.stores"]
+pytest_plugins = [
+    "tests.support.vllm",
+    "tests.support.oidc_provider",
+    "tests.support.postgres",
+    "tests.support.stores",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
