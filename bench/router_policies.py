@@ -11,7 +11,9 @@ its prompts with its own random tag, so no phase finds another's prompts in the 
 
 Reported per policy: the prefix-cache hit rate over the phase (the workers' vllm:prefix_cache_hits_total ÷
 vllm:prefix_cache_queries_total, deltas summed over the workers), TTFT p50/p95, requests per worker (the
-router's vllm_router_processed_requests_total), and the ratios cache_aware ÷ round_robin.
+router's vllm_router_processed_requests_total), how the router decided (its
+vllm_router_prefix_routing_decisions_total by outcome: `missing_tokens` means cache_aware got no tokens from
+the workers and fell back to load), and the ratios cache_aware ÷ round_robin.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from ragchat.bench.client import BenchClient, RequestResult
-from ragchat.bench.metrics import Distribution
-from ragchat.bench.workloads import RAG_SYSTEM_PROMPT
+from prometheus_client.parser import text_string_to_metric_families
 
+from ragchat.inference_bench.client import BenchClient, RequestResult
+from ragchat.inference_bench.metrics import Distribution
+from ragchat.inference_bench.workloads import RAG_SYSTEM_PROMPT
 from ragchat.infra.llm.vllm_metrics import metrics_url_for, parse_router_metrics, scrape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,20 +56,22 @@ QUESTIONS = (
 )
 
 
-def passages(page: str, chars: int) -> str:
+def passages(docs: Path, page: str, chars: int) -> str:
     """The first `chars` characters of a documentation page's text, as numbered passages."""
-    text = re.sub(r"<[^>]+>", " ", (DOCS / f"{page}.html").read_text(errors="replace"))
+    text = re.sub(r"<[^>]+>", " ", (docs / f"{page}.html").read_text(errors="replace"))
     words = html.unescape(text).split()
     body = " ".join(words[60:])[:chars]  # past the navigation
     size = max(len(body) // 4, 1)
     return "\n\n".join(f"[{i + 1}] {page} — {body[i * size : (i + 1) * size]}" for i in range(4))
 
 
-def workload(tag: str, collections: int, questions: int, chars: int, seed: int) -> list[list[dict[str, str]]]:
+def workload(
+    docs: Path, tag: str, collections: int, questions: int, chars: int, seed: int
+) -> list[list[dict[str, str]]]:
     """The phase's requests: collection c's passages shared by its questions, the order shuffled."""
     requests = []
     for c in range(collections):
-        shared = passages(PAGES[c % len(PAGES)], chars)
+        shared = passages(docs, PAGES[c % len(PAGES)], chars)
         for q in range(questions):
             question = f"{QUESTIONS[q % len(QUESTIONS)]} (question {q + 1})"
             requests.append(
@@ -95,7 +100,7 @@ async def run_phase(args: argparse.Namespace, policy: str, port: int, metrics_po
     await asyncio.to_thread(subprocess.run, start, check=True, stdout=subprocess.DEVNULL)
     try:
         tag = secrets.token_hex(4)
-        requests = workload(tag, args.collections, args.questions, args.passage_chars, args.seed)
+        requests = workload(args.docs, tag, args.collections, args.questions, args.passage_chars, args.seed)
         client = BenchClient(f"http://127.0.0.1:{port}/v1", api_key=None, max_connections=args.concurrency)
         before = await prefix_counters(args.workers)
         gate = asyncio.Semaphore(args.concurrency)
@@ -107,7 +112,7 @@ async def run_phase(args: argparse.Namespace, policy: str, port: int, metrics_po
                     messages,
                     max_tokens=args.max_tokens,
                     temperature=0.0,
-                    ignore_eos=True,  # type: ignore[arg-type]
+                    ignore_eos=True,
                 )
                 return await client.stream_chat(index, body)
 
@@ -117,7 +122,8 @@ async def run_phase(args: argparse.Namespace, policy: str, port: int, metrics_po
             await client.aclose()
         after = await prefix_counters(args.workers)
         async with httpx.AsyncClient(timeout=10) as http:
-            routed = parse_router_metrics((await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text)
+            router_text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        routed = parse_router_metrics(router_text)
     finally:
         stop = [str(LAUNCHER), "--stop", "--port", str(port)]
         await asyncio.to_thread(subprocess.run, stop, check=False, stderr=subprocess.DEVNULL)
@@ -133,6 +139,7 @@ async def run_phase(args: argparse.Namespace, policy: str, port: int, metrics_po
         else None,
         "ttft_ms_p50": ttft.p50,
         "ttft_ms_p95": ttft.p95,
+        "routing_decisions": routing_decisions(router_text),
         "workers": {
             w: {
                 "routed_requests": routed.get(w, {}).get("processed_requests", 0.0),
@@ -142,6 +149,17 @@ async def run_phase(args: argparse.Namespace, policy: str, port: int, metrics_po
             for w in args.workers
         },
     }
+
+
+def routing_decisions(text: str) -> dict[str, float]:
+    """The router's cache_aware decisions by outcome (empty for policies that record none)."""
+    outcomes: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "vllm_router_prefix_routing_decisions_total":
+                outcome = sample.labels.get("outcome", "?")
+                outcomes[outcome] = outcomes.get(outcome, 0.0) + float(sample.value)
+    return outcomes
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -155,6 +173,7 @@ async def main() -> None:
     parser.add_argument("--workers", nargs="+", required=True, help="the vLLM servers' root URLs")
     parser.add_argument("--policies", nargs="+", default=["cache_aware", "round_robin"])
     parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="the python3.11-doc library pages")
     parser.add_argument("--collections", type=int, default=4)
     parser.add_argument("--questions", type=int, default=8, help="questions per collection")
     parser.add_argument("--passage-chars", type=int, default=3600, help="~4 characters a token")

@@ -30,6 +30,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ragchat.config import Settings
+from tests.integration.test_bench_vllm import run_script
 from tests.integration.test_observability import ROUTER_PREFIX, dashboard_queries, metric_references
 from tests.support.live_app import live_app, vllm_metric
 from tests.support.router import RouterServer, running_router
@@ -146,7 +147,7 @@ async def test_answers_flow_with_sources_through_the_router(
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens <= CONTEXT
 
     async with httpx.AsyncClient(timeout=60) as http:
-        health = (await http.get(f"{cluster.app_url}/health")).json()
+        health = (await http.get(f"{cluster.app_url}/api/health")).json()
         status = (await http.get(f"{cluster.app_url}/api/status", params={"window": 0})).json()
     assert health["llm"]["reachable"] is True
     assert states(status["workers"]) == {w.root_url: "up" for w in cluster.workers}
@@ -161,6 +162,33 @@ async def test_answers_flow_with_sources_through_the_router(
         )
     assert raised.value.body["code"] == "question_too_long"  # type: ignore[index]
     assert str(CONTEXT) in raised.value.message
+
+
+async def test_the_benchmark_at_the_router_reports_each_worker(cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    done = await asyncio.to_thread(
+        run_script,
+        "--backend", "vllm", "--base-url", cluster.router.base_url, "--workloads", "rag", "--runs", "4",
+        "--concurrency", "2", "--max-tokens", "4", "--ignore-eos", "--warmup", "0", "--rag-passages", "2",
+        "--passage-tokens", "48", "--no-prefix-experiment", "--no-plots", "--output", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "results.json").read_text())
+    urls = {w.root_url for w in cluster.workers}
+    assert set(record["server"]["router_workers"]) == urls
+    [step] = record["steps"]
+    workers = step["server"]["workers"]
+    assert set(workers) == urls
+    # The workers' own counters: round_robin gave each a share, and the shares add up to what was sent.
+    served = {url: workers[url]["requests_finished"] for url in urls}
+    assert all(n > 0 for n in served.values()) and sum(served.values()) == step["summary"]["completed"] == 4
+    generated = sum(s["output_tokens"] for s in step["samples"] if s["success"])
+    assert sum(workers[url]["generation_tokens"] for url in urls) == generated == 16
+    assert step["server"]["requests_finished"] == 4 and step["server"]["generation_tokens"] == 16
+    assert all(workers[url]["prefix_cache_queries"] > 0 for url in urls)
+    for url in urls:  # the per-worker table and the headline lines name every worker
+        assert done.stdout.count(url) >= 2, done.stdout
+    assert "## Workers behind the router" in (out / "summary.md").read_text()
 
 
 async def test_a_killed_worker_ends_its_stream_cleanly_and_the_others_carry_on(

@@ -15,8 +15,10 @@ from ragchat.inference_bench.prometheus import (
     PREFIX_HITS,
     MetricsSnapshot,
     StepMonitor,
+    combine_snapshots,
     parse_metrics,
 )
+from ragchat.inference_bench.report import worker_lines, worker_rows
 from ragchat.inference_bench.workloads import (
     RAG_SYSTEM_PROMPT,
     PromptFactory,
@@ -170,3 +172,91 @@ async def test_step_monitor_without_metrics_reports_unavailable() -> None:
     monitor = StepMonitor(scrape=scrape)
     await monitor.start()
     assert (await monitor.stop()).to_record()["available"] is False
+
+
+def worker_page(
+    finished: int, hits: int, queries: int, generated: int, waiting: int, kv: float
+) -> MetricsSnapshot:
+    return parse_metrics(
+        f'vllm:request_success_total{{finished_reason="stop"}} {finished}\n'
+        f'vllm:request_success_total{{finished_reason="length"}} 1\n'
+        f"vllm:prefix_cache_hits_total {hits}\nvllm:prefix_cache_queries_total {queries}\n"
+        f"vllm:generation_tokens_total {generated}\nvllm:num_requests_waiting {waiting}\n"
+        f"vllm:kv_cache_usage_perc {kv}\n"
+    )
+
+
+async def test_step_monitor_behind_the_router_reports_each_worker_and_their_sums() -> None:
+    a, b = "http://w:8101", "http://w:8102"
+    scrapes = iter(
+        [
+            combine_snapshots(
+                {a: worker_page(10, 0, 100, 50, 0, 0.0), b: worker_page(4, 0, 100, 20, 0, 0.0)}
+            ),
+            combine_snapshots(
+                {a: worker_page(12, 60, 200, 70, 3, 0.4), b: worker_page(5, 10, 150, 30, 1, 0.2)}
+            ),
+        ]
+    )
+    last = combine_snapshots(
+        {a: worker_page(16, 90, 300, 90, 0, 0.1), b: worker_page(6, 20, 200, 40, 0, 0.0)}
+    )
+
+    async def scrape() -> MetricsSnapshot:
+        return next(scrapes, last)
+
+    monitor = StepMonitor(scrape=scrape, interval_s=0.01)
+    await monitor.start()
+    await asyncio.sleep(0.1)
+    seen = await monitor.stop()
+
+    assert set(seen.workers) == {a, b}
+    first, second = seen.workers[a], seen.workers[b]
+    assert (first.requests_finished, first.generation_tokens, first.peak_requests_waiting) == (6, 40, 3)
+    assert first.prefix_cache_hit_rate == pytest.approx(90 / 200)
+    assert (second.requests_finished, second.generation_tokens, second.peak_requests_waiting) == (2, 20, 1)
+    assert second.prefix_cache_hit_rate == pytest.approx(20 / 100)
+    # The tier: counters summed over the workers, the queue summed at each scrape, KV-cache use averaged.
+    assert (seen.requests_finished, seen.generation_tokens) == (8, 60)
+    assert seen.prefix_cache_hit_rate == pytest.approx(110 / 300)
+    assert seen.peak_requests_waiting == 4
+    assert seen.peak_kv_cache_usage == pytest.approx(0.3)
+
+
+async def test_a_worker_missing_from_a_scrape_is_unavailable_and_left_out_of_the_sums() -> None:
+    a, b = "http://w:8101", "http://w:8102"
+    scrapes = iter(
+        [
+            combine_snapshots(
+                {a: worker_page(10, 0, 100, 50, 0, 0.0), b: worker_page(4, 0, 100, 20, 0, 0.0)}
+            ),
+            combine_snapshots({a: worker_page(13, 30, 160, 80, 0, 0.0)}),  # b stopped answering
+        ]
+    )
+
+    async def scrape() -> MetricsSnapshot:
+        return next(scrapes)
+
+    monitor = StepMonitor(scrape=scrape, interval_s=0)
+    await monitor.start()
+    seen = await monitor.stop()
+    record = seen.to_record()
+
+    assert record["workers"]["http://w:8102"]["available"] is False
+    assert record["workers"]["http://w:8101"]["requests_finished"] == 3
+    assert (seen.requests_finished, seen.generation_tokens) == (3, 30)
+
+    step = {"workload": "rag", "level": 2, "server": record}
+    run = {"steps": [step], "prefix_cache": None}
+    assert worker_rows(run) == [
+        ["rag", "2", "http://w:8101", "3", "30", "50%", "0", "0%"],
+        ["rag", "2", "http://w:8102", "/metrics did not answer", "-", "-", "-", "-"],
+    ]
+    assert worker_lines(run) == [
+        "worker http://w:8101: 3 requests, 30 generated tokens, prefix-cache hit rate 50%",
+        "worker http://w:8102: - requests, - generated tokens, prefix-cache hit rate -",
+    ]
+
+
+def test_one_server_has_no_worker_rows() -> None:
+    assert worker_rows({"steps": [{"workload": "rag", "level": 1, "server": {"available": True}}]}) == []

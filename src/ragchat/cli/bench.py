@@ -37,6 +37,7 @@ from ragchat.inference_bench.report import (
     headline_lines,
     load_record,
     with_slo,
+    workers_table,
     workload_names,
     write_outputs,
 )
@@ -113,7 +114,8 @@ def run_command(
     backend: BackendChoice = typer.Option(
         BackendChoice.vllm,
         "--backend",
-        help="vllm: VLLM_BASE_URL (default http://localhost:8000/v1). openai: api.openai.com with "
+        help="vllm: VLLM_BASE_URL (default http://localhost:8000/v1); at vLLM's router, every worker's "
+        "/metrics is read and reported per worker. openai: api.openai.com with "
         "OPENAI_API_KEY. app: ragchat's own /v1/chat/completions (http://localhost:RAGCHAT_PORT/v1), "
         "to measure what the RAG app adds.",
     ),
@@ -132,7 +134,8 @@ def run_command(
         None,
         "--metrics-url",
         help="Server whose /metrics to read (default: the measured server). With --backend app, point it at "
-        "vLLM (e.g. http://localhost:8000) to see the engine behind the app.",
+        "vLLM (e.g. http://localhost:8000) to see the engine behind the app; at vLLM's router, its "
+        "workers' are read.",
     ),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Bearer key (default: OPENAI_API_KEY for openai, RAGCHAT_API_KEY for app)."
@@ -287,6 +290,9 @@ def _show(record: dict[str, Any]) -> None:
     )
     for workload, table in zip(workload_names(record), console_tables(record), strict=True):
         print_table(table, prefix={"workload": workload})
+    workers = workers_table(record)
+    if workers is not None:
+        print_table(workers)
     for line in headline_lines(record):
         console.print(line, style="bold", markup=False, soft_wrap=True)
 

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from ragchat.inference_bench.prometheus import MetricsSnapshot, parse_metrics
+from ragchat.infra.llm.vllm_metrics import router_workers
 
 Message = dict[str, str]
 
@@ -204,12 +205,21 @@ class BenchClient:
             pass
         return None
 
-    async def scrape_metrics(self) -> MetricsSnapshot | None:
-        """vLLM's `/metrics` (of `metrics_url`, else the server), or None when it has no vLLM series."""
+    async def router_workers(self) -> list[str] | None:
+        """The root URLs of the workers behind vLLM's router when the metrics server is one (it lists them
+        at `GET /workers`, as `ragchat status` reads them), else None."""
+        workers = await router_workers(self._http, self.metrics_root)
+        return [worker.url for worker in workers] if workers is not None else None
+
+    async def scrape_metrics(self, root_url: str | None = None) -> MetricsSnapshot | None:
+        """vLLM's `/metrics` at `root_url` (default: `metrics_url`, else the server), or None when it does
+        not answer or has no vLLM series."""
         try:
             # vLLM renders /metrics inside its API server's event loop: ask for no compression on top.
             response = await self._http.get(
-                f"{self.metrics_root}/metrics", timeout=10.0, headers={"Accept-Encoding": "identity"}
+                f"{root_url or self.metrics_root}/metrics",
+                timeout=10.0,
+                headers={"Accept-Encoding": "identity"},
             )
         except httpx.HTTPError:
             return None

@@ -132,12 +132,90 @@ def console_tables(record: Record) -> list[Table]:
     return tables
 
 
+WORKER_COLUMNS = [
+    "workload",
+    "level",
+    "worker",
+    "requests",
+    "gen tokens",
+    "prefix hit",
+    "waiting peak",
+    "KV peak",
+]
+
+
+WORKER_COUNTERS = ("requests_finished", "generation_tokens", "prefix_cache_hits", "prefix_cache_queries")
+
+
+def _all_steps(record: Record) -> list[Record]:
+    """The sweep's steps, then the prefix-cache experiment's."""
+    prefix = record.get("prefix_cache") or {}
+    return [*record["steps"], *prefix.get("steps", [])]
+
+
+def worker_rows(record: Record) -> list[list[str]]:
+    """Behind vLLM's router: one row per step and worker (`WORKER_COLUMNS`); none for one server."""
+    rows = []
+    for step in _all_steps(record):
+        for url, worker in (step["server"].get("workers") or {}).items():
+            cells = [step["workload"], f"{step['level']:g}", url]
+            if not worker["available"]:
+                rows.append([*cells, "/metrics did not answer", "-", "-", "-", "-"])
+                continue
+            rows.append(
+                [
+                    *cells,
+                    _fmt(worker["requests_finished"]),
+                    _fmt(worker["generation_tokens"]),
+                    _pct(worker["prefix_cache_hit_rate"]),
+                    _fmt(worker["peak_requests_waiting"]),
+                    _pct(worker["peak_kv_cache_usage"]),
+                ]
+            )
+    return rows
+
+
+def workers_table(record: Record) -> Table | None:
+    """The per-worker table for the console, or None when the server was not vLLM's router."""
+    rows = worker_rows(record)
+    if not rows:
+        return None
+    table = Table(title="workers behind the router", title_justify="left", header_style="bold")
+    for column in WORKER_COLUMNS:
+        table.add_column(column, justify="left" if column in ("workload", "worker") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def worker_lines(record: Record) -> list[str]:
+    """Each router worker over the whole run: requests finished, generated tokens, prefix-cache hit rate."""
+    totals: dict[str, dict[str, float]] = {}
+    for step in _all_steps(record):
+        for url, worker in (step["server"].get("workers") or {}).items():
+            sums = totals.setdefault(url, {})
+            for key in WORKER_COUNTERS:
+                if worker.get(key) is not None:
+                    sums[key] = sums.get(key, 0.0) + worker[key]
+    lines = []
+    for url, sums in totals.items():
+        queries = sums.get("prefix_cache_queries")
+        rate = sums.get("prefix_cache_hits", 0.0) / queries if queries else None
+        lines.append(
+            f"worker {url}: {_fmt(sums.get('requests_finished'))} requests, "
+            f"{_fmt(sums.get('generation_tokens'))} generated tokens, prefix-cache hit rate {_pct(rate)}"
+        )
+    return lines
+
+
 def headline_lines(record: Record) -> list[str]:
-    """The lines worth reading first: capacity per workload, the prefix-cache effect, errors."""
+    """The lines worth reading first: capacity per workload, the prefix-cache effect, each router worker's
+    share, errors."""
     lines = [cap["line"] for cap in record["capacity"]]
     prefix = record.get("prefix_cache")
     if prefix:
         lines.append(prefix_line(prefix))
+    lines += worker_lines(record)
     failed = sum(step["summary"]["failed"] for step in record["steps"])
     total = sum(step["summary"]["requests"] for step in record["steps"])
     if failed:
@@ -225,6 +303,17 @@ def render_markdown(record: Record, plot_files: list[str]) -> str:
             ),
             "",
             prefix_line(prefix),
+            "",
+        ]
+    rows = worker_rows(record)
+    if rows:
+        out += [
+            "## Workers behind the router",
+            "",
+            "Each worker's own `/metrics` over each step: requests finished (`vllm:request_success_total`), "
+            "generated tokens, prefix-cache hit rate, peak queue and KV-cache use.",
+            "",
+            _md_table(WORKER_COLUMNS, rows),
             "",
         ]
     if plot_files:

@@ -3,6 +3,11 @@
 Every step is measured the same way: its prompts are built before the clock starts, `/metrics` is scraped
 before it and after it and polled during it, and requests are sent either closed-loop (a fixed number in
 flight: each finished request is replaced at once) or open-loop (Poisson arrivals at a fixed rate, seeded).
+
+When the metrics server (with `--backend vllm`, the measured one) is vLLM's router, recognised by its
+`GET /workers` listing as `ragchat status` does, the router's own `/metrics` is merely one worker's, proxied:
+every worker's `/metrics` is scraped instead, and each step records the tier's figures (the workers' summed)
+and each worker's own.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ from ragchat import __version__
 from ragchat.inference_bench.client import BenchClient, Message, RequestResult, ServerProblem
 from ragchat.inference_bench.config import BenchConfig
 from ragchat.inference_bench.metrics import Capacity, StepSummary, capacities, summarize
-from ragchat.inference_bench.prometheus import MetricsSnapshot, StepMonitor, StepServerMetrics
+from ragchat.inference_bench.prometheus import (
+    MetricsSnapshot,
+    StepMonitor,
+    StepServerMetrics,
+    combine_snapshots,
+)
 from ragchat.inference_bench.workloads import (
     DEFAULT_TOKENS_PER_WORD,
     PromptFactory,
@@ -64,6 +74,8 @@ class ServerInfo:
     tokenize_available: bool
     cache_config: dict[str, str]
     models_listed: list[str]
+    router_workers: list[str] = field(default_factory=list)
+    """The workers behind vLLM's router (their root URLs) when the server is one; empty otherwise."""
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready values."""
@@ -223,6 +235,7 @@ class BenchRunner:
         self._step_number = 0
         self._model = config.model or ""
         self._metrics_available = False
+        self._workers: list[str] = []
 
     async def run(self) -> BenchRun:
         """Probe, run every step, and return the results; raises `ServerProblem` if the server is unusable."""
@@ -250,10 +263,19 @@ class BenchRunner:
             started_at=_now(),
             load_average={"start": _load_average()},
         )
-        if not server.metrics_available:
+        if server.router_workers:
             self._note(
-                run, f"{self.client.metrics_root}/metrics has no vllm:* series: no server view in this run"
+                run,
+                f"vLLM's router with {len(server.router_workers)} workers: each worker's /metrics is read "
+                "(figures per worker and summed)",
             )
+        if not server.metrics_available:
+            where = (
+                "no worker behind the router answers /metrics"
+                if server.router_workers
+                else f"{self.client.metrics_root}/metrics has no vllm:* series"
+            )
+            self._note(run, f"{where}: no server view in this run")
         factory = PromptFactory(
             seed=config.seed,
             run_tag=run.run_tag,
@@ -300,7 +322,9 @@ class BenchRunner:
         check = await self.client.stream_chat(-1, body)
         if not check.success:
             raise ServerProblem(f"a test request to {config.base_url}/chat/completions failed: {check.error}")
-        snapshot = await self.client.scrape_metrics()
+        if config.backend != "openai":  # vLLM's router as the metrics server (also behind --backend app)
+            self._workers = await self.client.router_workers() or []
+        snapshot = await self._scrape_now()
         tokenize_available = await self.client.count_text_tokens(model, "hello") is not None
         return ServerInfo(
             base_url=config.base_url,
@@ -311,6 +335,7 @@ class BenchRunner:
             tokenize_available=tokenize_available,
             cache_config=snapshot.cache_config if snapshot else {},
             models_listed=names[:20],
+            router_workers=list(self._workers),
         )
 
     # --- planning ----------------------------------------------------------------------------------
@@ -463,7 +488,15 @@ class BenchRunner:
         return step
 
     async def _scrape(self) -> MetricsSnapshot | None:
-        return await self.client.scrape_metrics() if self._metrics_available else None
+        return await self._scrape_now() if self._metrics_available else None
+
+    async def _scrape_now(self) -> MetricsSnapshot | None:
+        """The server's /metrics; behind the router, every worker's combined (`None` if none answers)."""
+        if not self._workers:
+            return await self.client.scrape_metrics()
+        scraped = await asyncio.gather(*(self.client.scrape_metrics(url) for url in self._workers))
+        parts = {url: snap for url, snap in zip(self._workers, scraped, strict=True) if snap is not None}
+        return combine_snapshots(parts) if parts else None
 
     @staticmethod
     async def _closed_loop(one: Callable[[int], Awaitable[None]], count: int, in_flight: int) -> None:

@@ -351,24 +351,7 @@ class VllmMonitor:
         return list(await asyncio.gather(*(one(url) for url in urls)))
 
     async def _router_workers(self) -> list[RouterWorker] | None:
-        """The router's worker list, or None when VLLM_BASE_URL is not vLLM's router (e.g. vLLM itself)."""
-        try:
-            response = await self._http.get(f"{self.root_url}/workers")
-            data = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("workers"), list):
-            return None
-        workers = []
-        for entry in data["workers"]:
-            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
-                healthy = entry.get("is_healthy")
-                workers.append(
-                    RouterWorker(
-                        url=entry["url"].rstrip("/"), healthy=healthy if isinstance(healthy, bool) else None
-                    )
-                )
-        return workers
+        return await router_workers(self._http, self.root_url)
 
     async def _router_series(self) -> tuple[dict[str, dict[str, float]], str | None]:
         try:
@@ -380,6 +363,28 @@ class VllmMonitor:
                 "(set VLLM_ROUTER_METRICS_URL to its --prometheus-port)"
             )
         return parse_router_metrics(response.text), None
+
+
+async def router_workers(http: httpx.AsyncClient, root_url: str) -> list[RouterWorker] | None:
+    """vLLM's router's worker list (`GET {root_url}/workers`), or None when `root_url` is not vLLM's router
+    (e.g. vLLM itself, which answers 404) or does not answer."""
+    try:
+        response = await http.get(f"{root_url.rstrip('/')}/workers")
+        data = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("workers"), list):
+        return None
+    workers = []
+    for entry in data["workers"]:
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            healthy = entry.get("is_healthy")
+            workers.append(
+                RouterWorker(
+                    url=entry["url"].rstrip("/"), healthy=healthy if isinstance(healthy, bool) else None
+                )
+            )
+    return workers
 
 
 def _with_router_series(worker: RouterWorker, series: dict[str, float]) -> RouterWorker:
