@@ -112,6 +112,7 @@ def install(app: FastAPI) -> None:
     async def _mapped_error(_: Request, exc: RequestRefused | LLMError | EmbeddingError) -> JSONResponse:
         error = api_error(exc)
         return JSONResponse(error_body(error.status_code, error.code, error.message), error.status_code)
+
     app.add_exception_handler(AccessError, access_error_response)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
@@ -131,6 +132,7 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body(500, "internal_error", INTERNAL_ERROR_MESSAGE), 500)
+
 
 # --- identity and access (ragchat.core.access) ---------------------------------------------------------
 # Domain error -> (HTTP status, error type); the most specific class wins (CsrfFailed is a Forbidden).
