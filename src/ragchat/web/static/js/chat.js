@@ -40,7 +40,8 @@ export class Chat {
    * @param {object} parts - `messages` (ol), `form`, `input` (textarea), `sendButton`, `announcer`
    *   (sr-only live region), `sourcePanel`, `getCollection()`, `collectionIsEmpty()`, `onTrouble(error)`
    *   (called after a failure), `saving()` (true: the server keeps conversations), `onSaved(id, {isNew})`
-   *   (a question was saved in conversation `id`: on its first chunk when new, else when answered).
+   *   (a question was saved in conversation `id`: on its first chunk when new, else when answered),
+   *   `onUnsure(id)` (the first answer of new conversation `id` did not complete: it may not be saved).
    */
   constructor(parts) {
     Object.assign(this, parts);
@@ -102,6 +103,7 @@ export class Chat {
     else if (saving) request.store = true;
     const conversation = this.conversation;
     let turnId = null;
+    let answered = false;
 
     this.controller = new AbortController();
     this.setSending(true);
@@ -143,6 +145,7 @@ export class Chat {
           this.onSaved(this.saved.id, { isNew: false });
         }
       }
+      answered = true;
       this.announcer.textContent = "Answer ready.";
     } catch (error) {
       if (error.name === "AbortError") {
@@ -166,6 +169,8 @@ export class Chat {
       turn.querySelector(".answer").classList.remove("streaming");
       this.controller = null;
       this.setSending(false);
+      // A new conversation whose first answer was stopped or failed may not have been saved.
+      if (!answered && !continued && this.saved && conversation === this.conversation) this.onUnsure(this.saved.id);
     }
   }
 

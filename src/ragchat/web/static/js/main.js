@@ -62,6 +62,7 @@ const chat = new Chat({
     }
     conversations.refresh();
   },
+  onUnsure: (id) => forgetIfUnsaved(id),
 });
 
 const conversations = new ConversationList($("#history"), {
@@ -181,6 +182,19 @@ function startNew() {
   chat.reset();
   conversations.setActive(null);
   showInAddress(null, "push");
+}
+
+/** After a stopped or failed first answer: if conversation `id` was not saved, the next question starts one. */
+async function forgetIfUnsaved(id) {
+  try {
+    await getJSON(conversationPath(id));
+  } catch (error) {
+    if (error.status !== 404 || chat.saved?.id !== id) return;
+    chat.saved = null;
+    conversations.setActive(null);
+    showInAddress(null, "replace");
+  }
+  conversations.refresh();
 }
 
 /** Show saved conversation `id` with its turns and sources; it goes on in its own collection. */
