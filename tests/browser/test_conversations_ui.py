@@ -282,7 +282,10 @@ def test_narrow_screens_keep_the_list_in_a_drawer(
         expect(history).to_be_hidden()
         expect(page.locator(".turn.user")).to_have_text([QUESTION])
         expect(page).to_have_url(re.compile(rf"/\?c={conversation_id}$"))
+        # Nothing overflows sideways, the top bar included.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        account = page.locator("#account summary").bounding_box()
+        assert account is not None and account["x"] + account["width"] <= 390
         toggle.click()
         expect(history).to_be_visible()
         page.keyboard.press("Escape")

@@ -115,8 +115,9 @@ export class ConversationList {
     open.type = "button";
     open.append(
       element("span", "conversation-title", summary.title || "Untitled"),
-      element("span", "conversation-meta", `${summary.collection} · ${formatTime(summary.updated_at, "")}`),
+      element("span", "conversation-meta", `${summary.collection} · ${shortTime(summary.updated_at)}`),
     );
+    open.title = `${summary.title}\nLast asked ${formatTime(summary.updated_at, "")}`;
     if (summary.id === this.activeId) open.setAttribute("aria-current", "true");
     open.addEventListener("click", () => this.onOpen(summary));
     li.append(open, this.menu(summary, li));
@@ -223,6 +224,17 @@ export class ConversationList {
     this.status.textContent = this.summaries.length ? "" : this.status.textContent;
     this.onDeleted(summary.id);
   }
+}
+
+/** When a conversation was last continued, briefly: the time today, else the day (and the year if not this one). */
+function shortTime(value) {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return "";
+  const now = new Date();
+  if (date.toDateString() === now.toDateString()) return date.toLocaleTimeString(undefined, { timeStyle: "short" });
+  const options = { month: "short", day: "numeric" };
+  if (date.getFullYear() !== now.getFullYear()) options.year = "numeric";
+  return date.toLocaleDateString(undefined, options);
 }
 
 /** Drives `#conversation-share-dialog`; `open(summary)` makes (or shows) the conversation's read-only link. */
