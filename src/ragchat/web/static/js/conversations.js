@@ -221,7 +221,7 @@ export class ConversationList {
     }
     this.summaries = this.summaries.filter((s) => s.id !== summary.id);
     this.render();
-    this.status.textContent = this.summaries.length ? "" : this.status.textContent;
+    if (this.summaries.length) this.status.textContent = `Deleted “${summary.title}”.`;
     this.onDeleted(summary.id);
   }
 }
