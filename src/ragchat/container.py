@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from ragchat.core.conversations import ConversationService
 from ragchat.core.ingest import IngestService
 from ragchat.core.retrieve import HybridRetriever
 from ragchat.core.sso import SingleSignOn
+from ragchat.domain import Passage
 from ragchat.infra.conversations import ConversationStore
 from ragchat.infra.db import open_database
 from ragchat.infra.embeddings import Embedder, EmbeddingError
@@ -226,10 +227,14 @@ async def build_services(settings: Settings) -> Services:
     async def list_collections() -> list[str]:
         return await anyio.to_thread.run_sync(store.list_collections)
 
+    async def passages_by_id(chunk_ids: Sequence[str]) -> list[Passage]:
+        return await anyio.to_thread.run_sync(store.get_passages, chunk_ids)
+
     chat = ChatService(
         retriever=retriever,
         llm=llm,
         list_collections=list_collections,
+        passages_by_id=passages_by_id,
         default_collection=settings.default_collection,
         retrieval_k=settings.retrieval_k,
         max_tokens=settings.llm_max_tokens,
