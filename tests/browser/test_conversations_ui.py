@@ -157,7 +157,7 @@ def test_reload_keeps_the_conversation_and_its_clickable_citations(
 
         # A reload brings back both turns, as saved, with their sources.
         page.reload()
-        expect(page.locator(".turn.user")).to_have_text([QUESTION, FOLLOW_UP])
+        expect(page.locator(".turn.user .bubble")).to_have_text([QUESTION, FOLLOW_UP])
         answers = page.locator(".turn.assistant")
         expect(answers).to_have_count(2)
         for answer, turn in zip(answers.all(), stored["turns"], strict=True):
@@ -203,7 +203,7 @@ def test_the_list_opens_renames_and_deletes_conversations(
 
         # Open one: its turns show and the address names it.
         items.nth(1).locator(".conversation-open").click()
-        expect(page.locator(".turn.user")).to_have_text([QUESTION])
+        expect(page.locator(".turn.user .bubble")).to_have_text([QUESTION])
         expect(page).to_have_url(re.compile(rf"/\?c={older}$"))
         expect(items.nth(1).locator(".conversation-open")).to_have_attribute("aria-current", "true")
 
@@ -226,7 +226,7 @@ def test_the_list_opens_renames_and_deletes_conversations(
 
         # A reload keeps the open conversation and the new title.
         page.reload()
-        expect(page.locator(".turn.user")).to_have_text([QUESTION])
+        expect(page.locator(".turn.user .bubble")).to_have_text([QUESTION])
         expect(items.locator(".conversation-title")).to_have_text([OTHER_QUESTION, "Aphid control"])
 
         # New conversation: an empty chat and a plain address.
@@ -244,7 +244,7 @@ def test_the_list_opens_renames_and_deletes_conversations(
 
         # Deleting the open conversation leaves an empty chat behind.
         items.first.locator(".conversation-open").click()
-        expect(page.locator(".turn.user")).to_have_text([QUESTION])
+        expect(page.locator(".turn.user .bubble")).to_have_text([QUESTION])
         open_menu(page, "Aphid control")
         page.get_by_role("button", name="Delete Aphid control").click()
         page.get_by_role("button", name="Confirm: delete Aphid control").click()
@@ -280,7 +280,7 @@ def test_narrow_screens_keep_the_list_in_a_drawer(
         expect(toggle).to_have_attribute("aria-expanded", "true")
         history.locator(".conversation-open").first.click()
         expect(history).to_be_hidden()
-        expect(page.locator(".turn.user")).to_have_text([QUESTION])
+        expect(page.locator(".turn.user .bubble")).to_have_text([QUESTION])
         expect(page).to_have_url(re.compile(rf"/\?c={conversation_id}$"))
         # Nothing overflows sideways, the top bar included.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -375,7 +375,7 @@ def test_a_share_link_is_read_only_and_only_for_readers_of_the_collection(
         ragchat_cli(app, "collections", "grant", "greenhouse", "--user", "alice", "--read")
         reader.reload()
         expect(reader.locator("#shared-title")).to_have_text(QUESTION)
-        expect(reader.locator(".turn.user")).to_have_text([QUESTION])
+        expect(reader.locator(".turn.user .bubble")).to_have_text([QUESTION])
         answer = wait_for_answer(reader, 1)
         expect(answer.locator(".answer")).not_to_be_empty()
         expect(reader.get_by_label("Your question")).to_be_hidden()
