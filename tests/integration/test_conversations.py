@@ -73,7 +73,8 @@ def world(vllm_server: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> 
         for user in ("alice", "bob", "carol"):
             cli("users", "add", user)
         for user in ("admin", "alice", "bob", "carol"):
-            keys[user] = json.loads(cli("keys", "create", "--user", user, "--scope", "write", "--json"))["key"]
+            made = cli("keys", "create", "--user", user, "--scope", "write", "--json")
+            keys[user] = json.loads(made)["key"]
         world = World(url=url, cli=cli, keys=keys)
         with world.http("admin") as http:
             files = [("files", (f.name, f.read_bytes())) for f in sorted(HANDBOOK.glob("*.md"))]
@@ -228,14 +229,19 @@ def test_a_down_rated_answer_is_exported_and_becomes_an_eval_question(
         )
         assert rated.status_code == 200
         assert rated.json()["feedback"] == {"rating": "down", "comment": "It forgot the grace period."}
-        assert http.put(
-            f"/api/conversations/{conversation['id']}/turns/{turn_id}/feedback", json={"rating": "sideways"}
-        ).status_code == 422
+        assert (
+            http.put(
+                f"/api/conversations/{conversation['id']}/turns/{turn_id}/feedback",
+                json={"rating": "sideways"},
+            ).status_code
+            == 422
+        )
     lines = [json.loads(line) for line in world.cli("feedback", "export", "--json").splitlines()]
     assert len(lines) == 1
     line = lines[0]
     assert line["question"] == QUESTIONS[0] and line["answer"] == conversation["turns"][0]["answer"]
-    assert (line["rating"], line["comment"], line["collection"]) == ("down", "It forgot the grace period.", "handbook")
+    assert (line["rating"], line["comment"]) == ("down", "It forgot the grace period.")
+    assert line["collection"] == "handbook"
     assert line["model"] and line["passages"] and line["expected"] == []
     assert world.cli("feedback", "export", "--json", "--since", "2999-01-01") == ""
     question_set = tmp_path / "to-check.jsonl"
@@ -247,12 +253,15 @@ def test_a_down_rated_answer_is_exported_and_becomes_an_eval_question(
     assert scores["questions"] == 1 and scores["hit_at_k"] == 1.0
 
 
-def test_deleting_a_conversation_makes_it_a_404_everywhere(world: World, conversation: dict[str, Any]) -> None:
+def test_deleting_a_conversation_makes_it_a_404_everywhere(
+    world: World, conversation: dict[str, Any]
+) -> None:
     path = f"/api/conversations/{conversation['id']}"
     with world.http("alice") as http:
         assert http.delete(path).status_code == 204
         assert http.get(path).status_code == 404
-        assert conversation["id"] not in [c["id"] for c in http.get("/api/conversations").json()["conversations"]]
+        listed = http.get("/api/conversations").json()["conversations"]
+        assert conversation["id"] not in [c["id"] for c in listed]
     with world.openai("alice") as client, pytest.raises(openai.NotFoundError):
         client.chat.completions.create(
             model="ragchat",
