@@ -66,7 +66,7 @@ def world(vllm_server: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> 
     def cli(*args: str, code: int = 0) -> str:
         result = runner.invoke(cli_app, list(args), env={"RAGCHAT_DATA_DIR": str(data_dir)})
         assert result.exit_code == code, f"ragchat {' '.join(args)}: exit {result.exit_code}\n{result.output}"
-        return result.stdout
+        return result.stdout if code == 0 else result.output
 
     with live_app(settings) as url:
         keys: dict[str, str] = {}
@@ -249,7 +249,9 @@ def test_a_down_rated_answer_is_exported_and_becomes_an_eval_question(
     assert "expected" in world.cli("eval", str(question_set), code=1)
     # The admin fills in the document that answers the question; `ragchat eval` takes the line as it is.
     question_set.write_text(json.dumps({**line, "expected": ["api-keys.md"]}) + "\n")
-    scores = json.loads(world.cli("eval", str(question_set), "--json", "--k", "3"))
+    scores = json.loads(
+        world.cli("eval", str(question_set), "--collection", "handbook", "--json", "--k", "3")
+    )
     assert scores["questions"] == 1 and scores["hit_at_k"] == 1.0
 
 

@@ -45,10 +45,12 @@ def _since(value: str | None) -> str | None:
 
 
 def export_line(record: FeedbackRecord) -> dict[str, Any]:
-    """One exported answer: what was asked and answered, the passages cited, the rating, and `expected`
-    (the files of the cited passages when rated up; empty, for an admin to fill in, when rated down)."""
+    """One exported answer: what was asked and answered, the passages shown with it (as the chat endpoint
+    returned them: `cited` says which the answer cites; none cited, they are every passage the model was
+    given), the rating, and `expected`: the files of those passages (the cited ones if any) when rated up;
+    empty, for an admin to fill in, when rated down."""
     turn = record.turn
-    cited = [source for source in turn.sources if source.get("cited", True)]
+    cited = [source for source in turn.sources if source.get("cited")] or turn.sources
     expected: list[str] = []
     if turn.rating == "up":
         for source in cited:
@@ -58,7 +60,7 @@ def export_line(record: FeedbackRecord) -> dict[str, Any]:
     return {
         "question": turn.question,
         "answer": turn.answer,
-        "passages": cited,
+        "passages": turn.sources,
         "rating": turn.rating,
         "comment": turn.comment,
         "model": turn.model,
