@@ -13,9 +13,11 @@ For turns 2-4 it reads vLLM's `/metrics` counters `vllm:prefix_cache_hits_total`
 `vllm:prefix_cache_queries_total` just before and after each request (hit rate = hits / queries, in prompt
 tokens), and the time from the question's arrival (before retrieval) to the first answer token (TTFT).
 A request during which the server also served someone else's (queries grew by more than this request's
-prompt tokens) is left out of the hit rate and counted as `disturbed`. Each conversation's first question
-carries a fresh random tag, so neither layout (nor an earlier run) finds the other's turns in the cache;
-the order of the two layouts alternates from one conversation to the next.
+prompt tokens) is left out of the hit rate and counted as `disturbed`. Each conversation (of each layout)
+runs on its own copy of the handbook, stored under file names with a fresh random tag: the passage labels
+in its prompts are its own, so no conversation finds another's (or an earlier run's) passages in the cache,
+only the byte-stable system prompt and its own earlier turns. The order of the two layouts alternates from
+one conversation to the next.
 
 Run (vLLM at VLLM_BASE_URL; the shared dev server by default):
 
@@ -47,7 +49,6 @@ from ragchat.infra.conversations import TurnRecord
 from ragchat.infra.llm import ChatMessage
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "chat_corpus"
-COLLECTION = "handbook"
 SCRIPTS: tuple[tuple[str, str, str, str], ...] = (
     (
         "How do I create an API key?",
@@ -133,25 +134,39 @@ async def ask(services: Services, prepared_at: float, prepared: PreparedChat) ->
     return "".join(parts), (first or time.perf_counter()) - prepared_at, prompt_tokens
 
 
-async def converse(
-    services: Services, http: httpx.AsyncClient, root: str, mode: str, number: int, questions: Sequence[str]
-) -> list[Turn]:
+def private_copy(services: Services, folder: Path) -> str:
+    """The handbook stored again under tagged file names, in a collection of its own; its name."""
     tag = secrets.token_hex(4)
+    copy = folder / tag
+    copy.mkdir()
+    for path in CORPUS.glob("*.md"):
+        (copy / f"{path.stem}-{tag}.md").write_bytes(path.read_bytes())
+    services.ingest.ingest_paths([copy], collection=f"handbook-{tag}")
+    return f"handbook-{tag}"
+
+
+async def converse(
+    services: Services,
+    http: httpx.AsyncClient,
+    root: str,
+    mode: str,
+    number: int,
+    questions: Sequence[str],
+    collection: str,
+) -> list[Turn]:
     history: list[ChatMessage] = []
     stored: list[TurnRecord] = []
     measured: list[Turn] = []
     for position, question in enumerate(questions):
-        if position == 0:
-            question = f"{question} (ticket {tag})"
         hits_before, queries_before = await scrape(http, root)
         started = time.perf_counter()
         if mode == "stateless":
             prepared = await services.chat.prepare(
-                [*history, ChatMessage("user", question)], collection=COLLECTION
+                [*history, ChatMessage("user", question)], collection=collection
             )
         else:
             prepared = await services.chat.prepare(
-                [ChatMessage("user", question)], collection=COLLECTION, earlier=stored
+                [ChatMessage("user", question)], collection=collection, earlier=stored
             )
         answer, ttft, prompt_tokens = await ask(services, started, prepared)
         hits_after, queries_after = await scrape(http, root)
@@ -219,7 +234,6 @@ async def main() -> None:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
             data_dir=Path(data_dir),
-            default_collection=COLLECTION,
             vllm_base_url=base_url,
             llm_max_tokens=args.max_tokens,
             llm_temperature=0.0,
@@ -228,7 +242,6 @@ async def main() -> None:
         )
         services = await build_services(settings)
         try:
-            services.ingest.ingest_paths([CORPUS], collection=COLLECTION)
             info = await services.llm.model_info()
             turns: list[Turn] = []
             async with httpx.AsyncClient(timeout=30) as http:
@@ -237,7 +250,8 @@ async def main() -> None:
                     for questions in SCRIPTS:
                         order = MODES if number % 2 == 0 else MODES[::-1]
                         for mode in order:
-                            turns += await converse(services, http, root, mode, number, questions)
+                            collection = private_copy(services, Path(data_dir))
+                            turns += await converse(services, http, root, mode, number, questions, collection)
                         number += 1
         finally:
             await services.aclose()
