@@ -120,8 +120,8 @@ class ConversationStore:
         """Append `turn` to its conversation, creating the conversation (with `title`) if it does not exist
         yet; `turn.position` is ignored: the turn goes last. Returns the position it got."""
         with write_transaction(self.engine) as conn:
-            exists = conn.execute(
-                select(conversations.c.id).where(conversations.c.id == turn.conversation_id)
+            exists = conn.execute(  # locked: two answers finishing at once take positions in turn
+                select(conversations.c.id).where(conversations.c.id == turn.conversation_id).with_for_update()
             ).first()
             if exists is None:
                 conn.execute(
