@@ -232,6 +232,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Most characters of all the messages before the question, together.",
     )
+    conversation_retention_days: int | None = Field(
+        None,
+        validation_alias="RAGCHAT_CONVERSATION_RETENTION_DAYS",
+        ge=1,
+        description="Delete saved conversations not continued for this many days (at start, then at most "
+        "once a minute while conversations are used). Unset: kept until their owner deletes them.",
+    )
     model_aliases: dict[str, str] = Field(
         default_factory=dict,
         validation_alias="RAGCHAT_MODEL_ALIASES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +17,12 @@ from ragchat.config import Settings
 from ragchat.core.access import AccessService
 from ragchat.core.chat import ChatLimits, ChatService
 from ragchat.core.chunking import Chunker
+from ragchat.core.conversations import ConversationService
 from ragchat.core.ingest import IngestService
 from ragchat.core.retrieve import HybridRetriever
 from ragchat.core.sso import SingleSignOn
+from ragchat.domain import Passage
+from ragchat.infra.conversations import ConversationStore
 from ragchat.infra.db import engine_url, open_database
 from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
@@ -53,6 +56,7 @@ class Services:
     parsers: ParserPool
     access: AccessService
     sso: SingleSignOn
+    conversations: ConversationService
     vllm_monitor: VllmMonitor | None = None
     """Reads vLLM's /metrics (each worker's, behind vLLM's router) for /api/status; None unless vllm."""
 
@@ -114,6 +118,15 @@ def open_access(settings: Settings, engine: Engine | None = None) -> AccessServi
         login_attempts=settings.login_attempts,
         login_attempts_per_address=settings.login_attempts_per_address,
         login_window_s=settings.login_window_s,
+    )
+
+
+def open_conversations(settings: Settings, access: AccessService) -> ConversationService:
+    """Saved conversations in the same database as the identity tables."""
+    return ConversationService(
+        ConversationStore(access.identity.engine),
+        access,
+        retention_days=settings.conversation_retention_days,
     )
 
 
@@ -226,10 +239,14 @@ async def build_services(settings: Settings) -> Services:
     async def list_collections() -> list[str]:
         return await anyio.to_thread.run_sync(store.list_collections)
 
+    async def passages_by_id(chunk_ids: Sequence[str]) -> list[Passage]:
+        return await anyio.to_thread.run_sync(store.get_passages, chunk_ids)
+
     chat = ChatService(
         retriever=retriever,
         llm=llm,
         list_collections=list_collections,
+        passages_by_id=passages_by_id,
         default_collection=settings.default_collection,
         retrieval_k=settings.retrieval_k,
         max_tokens=settings.llm_max_tokens,
@@ -241,6 +258,8 @@ async def build_services(settings: Settings) -> Services:
         ),
         metrics=metrics,
     )
+    conversations = open_conversations(settings, access)
+    await anyio.to_thread.run_sync(conversations.remove_expired)
     return Services(
         settings=settings,
         store=store,
@@ -253,6 +272,7 @@ async def build_services(settings: Settings) -> Services:
         parsers=parsers,
         access=access,
         sso=open_sso(settings, access),
+        conversations=conversations,
         vllm_monitor=create_vllm_monitor(settings) if settings.llm_backend == "vllm" else None,
     )
 

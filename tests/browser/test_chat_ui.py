@@ -1,12 +1,14 @@
 """The web UI end to end: real Chromium, the real app under uvicorn, the real vLLM CPU server (SmolLM2).
 
 Upload documents (one refused), ask a question and watch the answer stream in, open a cited passage, go on
-with a follow-up, start afresh, delete the document; and, on an empty collection, see what to do.
+with a follow-up in the saved conversation, start afresh, delete the document; and, on an empty collection,
+see what to do.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -139,7 +141,11 @@ def test_upload_ask_cite_follow_up_and_delete(
         page.keyboard.press("Escape")
         expect(panel).to_be_hidden()
 
-        # Shift+Enter is a new line, Enter sends; the follow-up carries the conversation so far.
+        # Shift+Enter is a new line, Enter sends; the follow-up continues the saved conversation by id, so it
+        # carries only the new question (the server keeps the history).
+        assert chat_response.value.request.post_data_json["store"] is True
+        expect(page).to_have_url(re.compile(r"/\?c=[A-Za-z0-9_-]+$"))
+        conversation_id = page.url.split("?c=")[1]
         question.fill(FOLLOW_UP)
         question.press("Shift+Enter")
         question.press_sequentially("Answer briefly.")
@@ -149,17 +155,15 @@ def test_upload_ask_cite_follow_up_and_delete(
             question.press("Enter")
         sent = follow_up.value.post_data_json
         assert sent is not None
-        assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
-        assert sent["messages"][0]["content"] == QUESTION
-        assert squeeze(sent["messages"][1]["content"]) != ""
-        assert sent["messages"][2]["content"] == f"{FOLLOW_UP}\nAnswer briefly."
+        assert sent["messages"] == [{"role": "user", "content": f"{FOLLOW_UP}\nAnswer briefly."}]
+        assert sent["conversation_id"] == conversation_id
         assert sent["collection"] == "default"
         expect(page.locator(".turn.assistant").last).to_have_attribute(
             "aria-busy", "false", timeout=ANSWER_TIMEOUT_MS
         )
         expect(page.locator(".turn.assistant")).to_have_count(2)
 
-        # A new conversation starts empty and sends no history.
+        # A new conversation starts empty and is saved as a new one.
         page.get_by_role("button", name="New conversation").click()
         expect(page.locator(".turn")).to_have_count(0)
         question.fill("When are the tomato seedlings watered?")
@@ -168,6 +172,7 @@ def test_upload_ask_cite_follow_up_and_delete(
         fresh_body = fresh.value.post_data_json
         assert fresh_body is not None
         assert [m["role"] for m in fresh_body["messages"]] == ["user"]
+        assert fresh_body["store"] is True and "conversation_id" not in fresh_body
         expect(page.locator(".turn.assistant").last).to_have_attribute(
             "aria-busy", "false", timeout=ANSWER_TIMEOUT_MS
         )

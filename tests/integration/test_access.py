@@ -27,8 +27,12 @@ from ragchat.api.app import create_app
 from ragchat.api.auth import declared_routes
 from ragchat.cli.main import app as cli_app
 from ragchat.config import Settings
+from ragchat.core.access import AccessService, Principal
+from ragchat.core.conversations import ConversationService, NewTurn, new_id
+from ragchat.infra.conversations import ConversationStore
 from ragchat.infra.db import open_database
 from ragchat.infra.db.schema import api_keys
+from ragchat.infra.identity import IdentityStore
 from tests.support.vllm import VllmServer, free_port
 
 ADMIN_PASSWORD = "admin-password-for-tests-0"
@@ -205,6 +209,57 @@ def _grant_to_remove(world: World, _principal: str) -> tuple[str, dict[str, Any]
     return "/api/collections/shared/grants/user/dave", {}
 
 
+def _conversation_of(world: World, principal: str, *, collection: str = "shared") -> tuple[str, str]:
+    """(conversation id, turn id) of a one-turn conversation of the principal's user (admin's for callers
+    who are not signed in), written to the database as the chat endpoint writes it."""
+    engine = open_database(world.settings.resolved_database_url)
+    try:
+        user = IdentityStore(engine).user_by_name(USERS.get(principal, "admin"))
+        assert user is not None
+        turn = NewTurn(
+            conversation_id=new_id(),
+            turn_id=new_id(),
+            question="Do otters hold hands?",
+            answer="Yes [1].",
+            model="smollm2",
+            sources=[],
+            prompt_chunks=[],
+        )
+        owner = Principal(name=user.name, role="member", auth="key", user_id=user.id)
+        access = AccessService(
+            IdentityStore(engine),
+            session_hours=1,
+            login_attempts=5,
+            login_attempts_per_address=5,
+            login_window_s=1,
+        )
+        ConversationService(ConversationStore(engine), access, retention_days=None).record_turn(
+            owner, turn, collection=collection
+        )
+        return turn.conversation_id, turn.turn_id
+    finally:
+        engine.dispose()
+
+
+def _own_conversation(suffix: str = "", **kwargs: Any) -> Callable[[World, str], tuple[str, dict[str, Any]]]:
+    return lambda world, principal: (
+        f"/api/conversations/{_conversation_of(world, principal)[0]}{suffix}",
+        kwargs,
+    )
+
+
+def _own_turn(world: World, principal: str) -> tuple[str, dict[str, Any]]:
+    conversation_id, turn_id = _conversation_of(world, principal)
+    return f"/api/conversations/{conversation_id}/turns/{turn_id}/feedback", {"json": {"rating": "down"}}
+
+
+def _shared_by_admin(world: World, _principal: str) -> tuple[str, dict[str, Any]]:
+    conversation_id, _ = _conversation_of(world, "admin")
+    with world.http("admin") as http:
+        token = http.post(f"/api/conversations/{conversation_id}/share").json()["token"]
+    return f"/api/shared/{token}", {}
+
+
 MANAGE_ONLY = {"read_no_grant": 404, "read_grant": 403, "write": 403}
 NOT_CONFIGURED = dict.fromkeys(PRINCIPALS, 404)
 EXAMPLES: dict[tuple[str, str], Example] = {
@@ -260,6 +315,15 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/search"): Example(
         fixed("/api/search", json={"query": "otters", "collection": "shared"}), scoped=True
     ),
+    ("GET", "/api/conversations"): Example(fixed("/api/conversations")),
+    ("GET", "/api/conversations/{conversation_id}"): Example(_own_conversation()),
+    ("PATCH", "/api/conversations/{conversation_id}"): Example(_own_conversation(json={"title": "Otters"})),
+    ("DELETE", "/api/conversations/{conversation_id}"): Example(_own_conversation()),
+    ("POST", "/api/conversations/{conversation_id}/share"): Example(_own_conversation("/share")),
+    ("DELETE", "/api/conversations/{conversation_id}/share"): Example(_own_conversation("/share")),
+    ("PUT", "/api/conversations/{conversation_id}/turns/{turn_id}/feedback"): Example(_own_turn),
+    ("GET", "/api/shared/{token}"): Example(_shared_by_admin, scoped=True),
+    ("GET", "/shared/{token}"): Example(fixed("/shared/any-token")),
     ("GET", "/v1/models"): Example(fixed("/v1/models")),
     ("POST", "/v1/chat/completions"): Example(
         fixed(

@@ -42,7 +42,14 @@ def services(make_settings: Callable[..., Settings], closed: list[str], *failing
     access = SimpleNamespace(
         identity=SimpleNamespace(engine=Part("access", closed, fails="access" in failing))
     )
-    return Services(settings=make_settings(), ingest=None, chat=None, access=access, **parts)  # type: ignore[arg-type]
+    return Services(
+        settings=make_settings(),
+        ingest=None,
+        chat=None,
+        conversations=None,
+        access=access,
+        **parts,  # type: ignore[arg-type]
+    )
 
 
 async def test_one_failing_close_does_not_stop_the_others(make_settings: Callable[..., Settings]) -> None:

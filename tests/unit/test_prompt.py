@@ -8,6 +8,7 @@ integration tests with a 1024-token server).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +16,11 @@ from typing import Any
 
 import pytest
 
+from ragchat.core.chat import select_sources
 from ragchat.core.prompt import (
     SYSTEM_PROMPT,
+    EarlierTurn,
+    Prompt,
     PromptBuilder,
     PromptTooLong,
     assemble,
@@ -219,3 +223,81 @@ def test_control_tokens_of_other_template_families_are_neutralised(token: str) -
 def test_ordinary_text_is_left_alone() -> None:
     text = "if a < b | c > d: see [1], [NOTE] and <div><br/></div>; x<|y and <|> and a[i]"
     assert neutralise_control_tokens(text) == text
+
+
+# --- continued conversations: each turn's prompt starts with the previous turn's ---------------------------
+
+
+async def continue_conversation(
+    questions: Sequence[str], retrievals: Sequence[Sequence[Passage]], *, max_model_len: int = 4096
+) -> list[tuple[Prompt, str]]:
+    """Run a scripted conversation through `build_continued`, as ChatService does with stored turns: each
+    answer cites the first passage its question added. Returns each turn's prompt and answer."""
+    builder = PromptBuilder(WordCounter())
+    earlier: list[EarlierTurn] = []
+    turns: list[tuple[Prompt, str]] = []
+    for question, passages in zip(questions, retrievals, strict=True):
+        prompt = await builder.build_continued(
+            question=question, earlier=earlier, passages=passages, max_tokens=50, max_model_len=max_model_len
+        )
+        answer = f"Answer to {question} [{prompt.added_from + 1}]"
+        turns.append((prompt, answer))
+        earlier.append(EarlierTurn(question=question, answer=answer, passages=prompt.added))
+    return turns
+
+
+def rendered(messages: Sequence[ChatMessage]) -> str:
+    """The messages as a ChatML template writes them (the prefix vLLM's cache sees)."""
+    return "".join(f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages)
+
+
+async def test_each_turn_of_a_continued_conversation_starts_with_the_previous_prompt_and_answer() -> None:
+    retrievals = [PASSAGES[:2], [PASSAGES[1], PASSAGES[2]], [PASSAGES[3], PASSAGES[0]], PASSAGES[:1]]
+    turns = await continue_conversation(["q1?", "q2?", "q3?", "q4?"], retrievals)
+    first, _ = turns[0]
+    assert first.messages == tuple(assemble("q1?", [], rank_order(PASSAGES[:2])))  # turn 1: today's layout
+    for (before, answer), (after, _) in itertools.pairwise(turns):
+        previous = rendered([*before.messages, ChatMessage("assistant", answer)])
+        assert rendered(after.messages).startswith(previous)
+        assert after.passages[: len(before.passages)] == before.passages  # numbers keep their passages
+
+
+async def test_a_passage_already_in_the_conversation_is_cited_by_its_old_number() -> None:
+    retrievals = [PASSAGES[:2], [PASSAGES[1], PASSAGES[2]], PASSAGES[:1]]
+    turns = await continue_conversation(["q1?", "q2?", "q3?"], retrievals)
+    second, third = turns[1][0], turns[2][0]
+    assert [p.chunk_id for p in second.added] == ["chunk-03"]  # chunk-02 was already [2]
+    assert [p.chunk_id for p in second.passages] == ["chunk-01", "chunk-02", "chunk-03"]
+    assert second.retrieved == (2, 3)
+    assert third.added == () and third.retrieved == (1,)
+    assert third.messages[-1] == ChatMessage("user", "q3?")
+    # Citations resolve against the numbering the model saw; uncited, the sources are this question's own.
+    assert [
+        s.passage.chunk_id for s in select_sources("See [3] and [1].", second.passages, second.retrieved)
+    ] == [
+        "chunk-01",
+        "chunk-03",
+    ]
+    assert [s.index for s in select_sources("No citation.", second.passages, second.retrieved)] == [2, 3]
+
+
+async def test_continued_prompts_keep_the_budget_dropping_new_passages_then_the_oldest_turns() -> None:
+    retrievals = [PASSAGES[:1], PASSAGES[1:2], PASSAGES[2:4]]
+    full = await continue_conversation(["q1?", "q2?", "q3?"], retrievals)
+    size = full[2][0].prompt_tokens
+    # Room for all but about one passage: the new question's lowest-ranked passage goes first.
+    squeezed = await continue_conversation(["q1?", "q2?", "q3?"], retrievals, max_model_len=size + 50 - 30)
+    third = squeezed[2][0]
+    assert [p.chunk_id for p in third.added] == ["chunk-03"] and third.dropped_passages == 1
+    assert third.dropped_turns == 0 and third.prompt_tokens + third.max_tokens <= size + 20
+    # Less room still: the oldest turn goes with its passage, whose number the next turn's passage takes,
+    # so old answers lose their citations.
+    tight = await continue_conversation(["q1?", "q2?", "q3?"], retrievals, max_model_len=size + 50 - 90)
+    third = tight[2][0]
+    assert third.dropped_turns >= 1
+    assert third.messages[0].content.startswith(SYSTEM_PROMPT) and "[1] guide-" in third.messages[0].content
+    assert not any("[" in m.content for m in third.messages if m.role == "assistant")
+    assert third.prompt_tokens + third.max_tokens <= size - 40
+    for number, passage_ in enumerate(third.passages, start=1):
+        label = f"[{number}] {passage_.document_path.rsplit('/', 1)[1]}"
+        assert sum(label in m.content for m in third.messages) == 1  # [n] is passages[n - 1], once

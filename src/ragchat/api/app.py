@@ -15,7 +15,19 @@ from ragchat import __version__
 from ragchat.api import errors
 from ragchat.api.auth import CSRF_HEADER, USER, SecurityHeadersMiddleware
 from ragchat.api.limits import RequestLimitsMiddleware, default_allowed_hosts
-from ragchat.api.routes import access, chat, docs, documents, health, metrics, search, sso, status, ui
+from ragchat.api.routes import (
+    access,
+    chat,
+    conversations,
+    docs,
+    documents,
+    health,
+    metrics,
+    search,
+    sso,
+    status,
+    ui,
+)
 from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
 
@@ -64,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.sso_enabled:
         sso.hide_callback_queries_from_access_log()
-    for module in (health, access, sso, documents, search, chat, status, metrics, docs, ui):
+    for module in (health, access, sso, documents, search, chat, conversations, status, metrics, docs, ui):
         app.include_router(module.router)
     _add_api_docs(app)
     return app

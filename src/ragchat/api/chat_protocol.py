@@ -3,15 +3,19 @@
 Requests tolerate unknown fields (OpenAI clients send many; they are ignored). ragchat adds:
 - request: `collection` (extra body field) to pick the collection; otherwise `model` = `ragchat/<collection>`,
   `ragchat` (the default collection) or an alias (RAGCHAT_MODEL_ALIASES); another model name is refused;
+- request: `store: true` (OpenAI's own parameter) saves the exchange as a new conversation;
+  `conversation_id` (extra body field) continues a saved conversation server-side (send only the new
+  question);
 - response: `sources` at the top level of a completion, and in the last chunk of a stream (a chunk with
-  `choices: []`, sent just before `data: [DONE]`). OpenAI clients keep such extra fields (the Python
-  client exposes them as attributes, e.g. `completion.sources`) or ignore them.
+  `choices: []`, sent just before `data: [DONE]`); when the exchange is saved, `conversation_id` and
+  `turn_id` at the top level of a completion and of the stream's first chunk. OpenAI clients keep such
+  extra fields (the Python client exposes them as attributes, e.g. `completion.sources`) or ignore them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +67,13 @@ class ChatCompletionRequest(_Tolerant):
     temperature: float | None = Field(None, ge=0, le=2)
     n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
     collection: str | None = Field(None, min_length=1, max_length=64)
+    store: bool | None = Field(None, description="Save the exchange as a new conversation.")
+    conversation_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Continue this saved conversation (send only the question).",
+    )
 
     def conversation(self) -> list[ChatMessage]:
         """The user and assistant turns, in order."""
@@ -160,6 +171,16 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage | None = None
     sources: list[SourceOut]
+    conversation_id: str | None = None
+    turn_id: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: `conversation_id` and `turn_id` only when the exchange was saved."""
+        body = self.model_dump(mode="json")
+        for name in ("conversation_id", "turn_id"):
+            if body[name] is None:
+                del body[name]
+        return body
 
 
 class ChunkDelta(BaseModel):
@@ -183,6 +204,8 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     sources: list[SourceOut] | None = None
+    conversation_id: str | None = None
+    turn_id: str | None = None
 
 
 class ModelCard(BaseModel):

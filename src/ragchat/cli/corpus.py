@@ -314,7 +314,8 @@ class EvalScore:
 
 
 def read_questions(path: Path) -> list[EvalQuestion]:
-    """Questions from a JSON-lines file of `{"q": "...", "expected": ["file name", ...]}`."""
+    """Questions from a JSON-lines file of `{"q": "...", "expected": ["file name", ...]}` (`question` may
+    stand for `q`, as in the lines of `ragchat feedback export --json`)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -325,8 +326,13 @@ def read_questions(path: Path) -> list[EvalQuestion]:
             continue
         try:
             item = json.loads(line)
-            query, expected = item["q"], item["expected"]
-            if not isinstance(query, str) or not isinstance(expected, list) or not expected:
+            query, expected = item["q"] if "q" in item else item["question"], item["expected"]
+            if expected == []:
+                raise fail(
+                    f"{path}:{number}: `expected` is empty; fill in the file name of the document that "
+                    "answers this question (docs/evaluation.md)"
+                )
+            if not isinstance(query, str) or not isinstance(expected, list):
                 raise TypeError
         except (json.JSONDecodeError, KeyError, TypeError):
             raise fail(

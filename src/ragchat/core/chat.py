@@ -15,10 +15,15 @@ question on a new topic still finds its own, with no LLM call before the answer 
 with the question alone and with an LLM rewrite of the question: docs/benchmarks.md, "Follow-up
 questions: which retrieval query finds the right passage" (bench/multiturn_retrieval.py).
 
+A conversation saved by the store (`earlier` turns given to `prepare`) is continued server-side: its turns
+are the history (the latest ones that fit RAGCHAT_MAX_HISTORY_MESSAGES and RAGCHAT_MAX_HISTORY_CHARS), and
+the prompt is laid out so that it starts with the previous turn's prompt (`PromptBuilder.build_continued`),
+which vLLM then finds in its prefix cache.
+
 Sources: the passages the answer cites, as [n] numbers (`ragchat.core.prompt.CITATION`) that match a
 passage given to the model (other numbers are ignored). If the answer cites nothing (small models often
-don't), every passage given to the model is returned with `cited=False`, so the user still sees what the
-answer was based on.
+don't), every passage given to the model for this question is returned with `cited=False`, so the user
+still sees what the answer was based on.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ from ragchat.core.errors import (
     QuestionTooLong,
     RequestRefused,
 )
-from ragchat.core.prompt import CITATION, Prompt, PromptBuilder, PromptTooLong
+from ragchat.core.prompt import CITATION, EarlierTurn, Prompt, PromptBuilder, PromptTooLong
 from ragchat.domain import Passage
+from ragchat.infra.conversations import TurnRecord
 from ragchat.infra.embeddings import EmbeddingError
 from ragchat.infra.llm import ChatMessage, ChatModel, LLMError, LLMTimeout, LLMUnavailable, TokenUsage
 from ragchat.observability import AppMetrics, ErrorKind
@@ -93,6 +99,17 @@ class ChatLimits:
                 "send only the latest ones"
             )
 
+    def latest(self, turns: Sequence[TurnRecord]) -> list[TurnRecord]:
+        """The latest of a stored conversation's turns that fit the history limits."""
+        kept: list[TurnRecord] = []
+        chars = 0
+        for turn in reversed(turns):
+            chars += len(turn.question) + len(turn.answer)
+            if 2 * (len(kept) + 1) > self.max_history_messages or chars > self.max_history_chars:
+                break
+            kept.append(turn)
+        return kept[::-1]
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -144,6 +161,8 @@ class PreparedChat:
     prompt: Prompt
     temperature: float
     received_at: float
+    model: str = ""
+    """The served model that answers (the backend's name for it)."""
 
 
 async def retrieve_for_conversation(
@@ -193,11 +212,15 @@ def cited_numbers(answer: str) -> list[int]:
     return numbers
 
 
-def select_sources(answer: str, passages: Sequence[Passage]) -> tuple[Source, ...]:
-    """The cited passages (numbers that match no passage are dropped), or all of them, uncited."""
+def select_sources(
+    answer: str, passages: Sequence[Passage], retrieved: Sequence[int] | None = None
+) -> tuple[Source, ...]:
+    """The cited passages (numbers that match no passage are dropped), or, uncited, those numbered in
+    `retrieved` (the ones found for this question; None: all of them)."""
     cited = {n for n in cited_numbers(answer) if 1 <= n <= len(passages)}
     if not cited:
-        return tuple(Source(i, p, cited=False) for i, p in enumerate(passages, start=1))
+        shown = set(range(1, len(passages) + 1) if retrieved is None else retrieved)
+        return tuple(Source(i, p, cited=False) for i, p in enumerate(passages, start=1) if i in shown)
     return tuple(Source(i, p, cited=True) for i, p in enumerate(passages, start=1) if i in cited)
 
 
@@ -210,6 +233,7 @@ class ChatService:
         retriever: PassageRetriever,
         llm: ChatModel,
         list_collections: Callable[[], Awaitable[list[str]]],
+        passages_by_id: Callable[[Sequence[str]], Awaitable[list[Passage]]],
         default_collection: str,
         retrieval_k: int,
         max_tokens: int,
@@ -222,6 +246,7 @@ class ChatService:
         self._metrics = metrics
         self._llm = llm
         self._list_collections = list_collections
+        self._passages_by_id = passages_by_id
         self._builder = PromptBuilder(llm)
         self.default_collection = default_collection
         self._k = retrieval_k
@@ -236,13 +261,28 @@ class ChatService:
         collection: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        earlier: Sequence[TurnRecord] | None = None,
     ) -> PreparedChat:
         """Check, retrieve and budget (see the module docstring for what it raises).
 
         `max_tokens` above the service's maximum is lowered to it, as the budget lowers it to fit.
+        `earlier`: the stored turns of the conversation this question continues (oldest first); the
+        question is then the last user message of `conversation`, whose other messages are not read.
         """
         received_at = time.perf_counter()
         turns = [m for m in conversation if m.role in ("user", "assistant")]
+        stored: list[EarlierTurn] | None = None
+        if earlier is not None:
+            stored = await self._earlier_turns(self._limits.latest(earlier))
+            question = turns[-1:] if turns and turns[-1].role == "user" else []
+            turns = [
+                *(
+                    message
+                    for turn in stored
+                    for message in (ChatMessage("user", turn.question), ChatMessage("assistant", turn.answer))
+                ),
+                *question,
+            ]
         try:
             self._limits.check(turns)
         except RequestRefused:
@@ -267,13 +307,23 @@ class ChatService:
         try:
             with self._metrics.stage("prompt_assembly"):
                 info = await self._llm.model_info()
-                prompt = await self._builder.build(
-                    question=turns[-1].content,
-                    history=turns[:-1],
-                    passages=passages,
-                    max_tokens=min(max_tokens or self._max_tokens, self._max_tokens),
-                    max_model_len=info.max_model_len,
-                )
+                answer_tokens = min(max_tokens or self._max_tokens, self._max_tokens)
+                if stored is None:
+                    prompt = await self._builder.build(
+                        question=turns[-1].content,
+                        history=turns[:-1],
+                        passages=passages,
+                        max_tokens=answer_tokens,
+                        max_model_len=info.max_model_len,
+                    )
+                else:
+                    prompt = await self._builder.build_continued(
+                        question=turns[-1].content,
+                        earlier=stored,
+                        passages=passages,
+                        max_tokens=answer_tokens,
+                        max_model_len=info.max_model_len,
+                    )
         except PromptTooLong as exc:
             self._metrics.error("bad_request")
             raise QuestionTooLong(str(exc)) from None
@@ -286,7 +336,21 @@ class ChatService:
             prompt=prompt,
             temperature=self._temperature if temperature is None else temperature,
             received_at=received_at,
+            model=info.model,
         )
+
+    async def _earlier_turns(self, turns: Sequence[TurnRecord]) -> list[EarlierTurn]:
+        """Stored turns with the passages they added to their prompts (passages deleted since left out)."""
+        found = await self._passages_by_id([chunk_id for turn in turns for chunk_id in turn.prompt_chunks])
+        by_id = {passage.chunk_id: passage for passage in found}
+        return [
+            EarlierTurn(
+                question=turn.question,
+                answer=turn.answer,
+                passages=tuple(by_id[c] for c in turn.prompt_chunks if c in by_id),
+            )
+            for turn in turns
+        ]
 
     async def generate(self, prepared: PreparedChat) -> AsyncGenerator[ChatEvent, None]:
         """Stream the answer, then its sources. Closing this iterator cancels the LLM request."""
@@ -320,7 +384,7 @@ class ChatService:
         self._metrics.observe("total", time.perf_counter() - prepared.received_at)
         if usage is not None:
             self._metrics.tokens(usage.prompt_tokens, usage.completion_tokens)
-        yield SourcesEvent(select_sources("".join(parts), prompt.passages))
+        yield SourcesEvent(select_sources("".join(parts), prompt.passages, prompt.retrieved))
         yield DoneEvent(finish_reason or "stop", usage)
 
 

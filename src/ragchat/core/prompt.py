@@ -1,6 +1,6 @@
 """Prompt assembly laid out for vLLM's prefix cache, and budgeted in the served model's tokens.
 
-Layout (most stable first, so repeated questions reuse cached KV blocks):
+Layout of a stateless request (most stable first, so repeated questions reuse cached KV blocks):
 
 1. `SYSTEM_PROMPT`: the same bytes for every request (no dates, ids or names in it);
 2. in the same system message, the passages numbered [1]..[n], best-ranked first (ties broken by chunk id);
@@ -8,15 +8,29 @@ Layout (most stable first, so repeated questions reuse cached KV blocks):
    referred to other passages);
 4. the question, last.
 
+A conversation continued from the store (`PromptBuilder.build_continued`, `assemble_continued`) is laid out
+so that turn N+1's prompt starts with turn N's prompt, byte for byte, and vLLM reuses its cached KV blocks:
+
+1. the system prompt with the FIRST turn's passages (exactly turn 1's system message);
+2. turn by turn: the question (from turn 2 on, preceded by the passages that turn added, numbered on from
+   the previous ones), then the answer, citations kept (its numbers still mean the same passages);
+3. the new question, preceded by the passages it adds; a passage already in the prompt is not repeated:
+   the answer cites it by its earlier number.
+
 Text from users and documents (passages, their file names and headings, earlier turns, the question) goes
 through `neutralise_control_tokens` first: a chat template's control tokens written in it (`<|im_start|>`,
 `<|eot_id|>`, `<start_of_turn>`, `[INST]`...) get a space after their first character, so the tokenizer
 reads them as plain text and a document cannot open a turn of its own (a fake system message, say).
 
-Budget: the prompt plus the answer reserve (`max_tokens`) must fit `max_model_len`. When it does not, parts
-go in this order until it does: the lowest-ranked passages (all but the best one), then the oldest turns,
-then the answer reserve shrinks (down to `min_answer_tokens`), then the last passage. A question that does
-not fit even then is refused with `PromptTooLong`: no request is ever sent that vLLM would reject for length.
+Budget (both layouts): the prompt plus the answer reserve (`max_tokens`) must fit `max_model_len`. When it
+does not, parts go in this order until it does: the lowest-ranked passages (all but the best one), then the
+oldest turns, then the answer reserve shrinks (down to `min_answer_tokens`), then the last passage. A
+question that does not fit even then is refused with `PromptTooLong`: no request is ever sent that vLLM
+would reject for length.
+In a continued conversation "the oldest turns" means whole turns with the passages they added (the next
+turn's passages then move into the system message, and citations are stripped from the answers kept, since
+the numbers changed); only the new question's passages count as "passages". Dropping a turn changes the
+prompt from its start on, so it happens only when the budget leaves no choice.
 """
 
 from __future__ import annotations
@@ -70,7 +84,12 @@ class PromptTooLong(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """An assembled prompt: `passages[i]` is the one numbered [i + 1] in `messages`."""
+    """An assembled prompt: `passages[i]` is the one numbered [i + 1] in `messages`.
+
+    `passages[added_from:]` are the ones this question added (all of them, except in a continued
+    conversation, whose earlier turns' passages come first); `retrieved` holds the numbers of the passages
+    retrieved for this question (None: all of them), the sources shown when the answer cites nothing.
+    """
 
     messages: tuple[ChatMessage, ...]
     passages: tuple[Passage, ...]
@@ -78,6 +97,22 @@ class Prompt:
     prompt_tokens: int
     dropped_passages: int = 0
     dropped_turns: int = 0
+    added_from: int = 0
+    retrieved: tuple[int, ...] | None = None
+
+    @property
+    def added(self) -> tuple[Passage, ...]:
+        """The passages this question added to the prompt, in prompt order."""
+        return self.passages[self.added_from :]
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierTurn:
+    """A stored turn of a continued conversation, with the passages it added to its prompt (in order)."""
+
+    question: str
+    answer: str
+    passages: tuple[Passage, ...]
 
 
 def neutralise_control_tokens(text: str) -> str:
@@ -122,6 +157,40 @@ def assemble(question: str, history: Sequence[ChatMessage], passages: Sequence[P
             messages.append(ChatMessage(turn.role, neutralise_control_tokens(content.strip())))
     messages.append(ChatMessage("user", neutralise_control_tokens(question.strip())))
     return messages
+
+
+def assemble_continued(
+    question: str,
+    earlier: Sequence[EarlierTurn],
+    added: Sequence[Passage],
+    *,
+    keep_citations: bool = True,
+) -> tuple[list[ChatMessage], list[Passage]]:
+    """The messages for `question` continuing `earlier` in the layout of this module's docstring, and every
+    passage in them in number order. `added` must hold no passage of `earlier`."""
+    if not earlier:
+        return assemble(question, [], added), list(added)
+    numbered = list(earlier[0].passages)
+    messages = [ChatMessage("system", system_message(numbered))]
+
+    def asked(text: str, passages: Sequence[Passage]) -> ChatMessage:
+        if not passages:
+            return ChatMessage("user", neutralise_control_tokens(text.strip()))
+        start = len(numbered) + 1
+        numbered.extend(passages)
+        blocks = PASSAGE_SEPARATOR.join(format_passage(start + i, p) for i, p in enumerate(passages))
+        header = PASSAGES_HEADER.lstrip() + PASSAGE_SEPARATOR
+        return ChatMessage(
+            "user", header + blocks + PASSAGE_SEPARATOR + neutralise_control_tokens(text.strip())
+        )
+
+    for position, turn in enumerate(earlier):
+        messages.append(asked(turn.question, turn.passages if position else ()))
+        answer = turn.answer if keep_citations else strip_citations(turn.answer)
+        if answer.strip():
+            messages.append(ChatMessage("assistant", neutralise_control_tokens(answer.strip())))
+    messages.append(asked(question, added))
+    return messages, numbered
 
 
 class PromptBuilder:
@@ -207,3 +276,66 @@ class PromptBuilder:
     async def _costs(self, texts: Sequence[str], *, extra: int) -> list[int]:
         counts = await asyncio.gather(*(self._counter.count_tokens(text) for text in texts))
         return [c + extra for c in counts]
+
+    async def build_continued(
+        self,
+        *,
+        question: str,
+        earlier: Sequence[EarlierTurn],
+        passages: Sequence[Passage],
+        max_tokens: int,
+        max_model_len: int,
+    ) -> Prompt:
+        """The prompt for `question` continuing `earlier` (oldest first), sharing its start with the prompt
+        of the last earlier turn, with as many of `passages` as fit (see the module docstring)."""
+        retrieved = rank_order(passages)
+        kept = list(earlier)
+        reserve = min(max_tokens, max_model_len // 2)
+        floor = min(self._min_answer_tokens, reserve)
+        fresh_limit: int | None = None  # how many of the new passages to keep (None: all)
+
+        def layout() -> tuple[list[ChatMessage], list[Passage], list[Passage]]:
+            seen = {p.chunk_id for turn in kept for p in turn.passages}
+            fresh = [p for p in retrieved if p.chunk_id not in seen][:fresh_limit]
+            messages, numbered = assemble_continued(
+                question, kept, fresh, keep_citations=len(kept) == len(earlier)
+            )
+            return messages, numbered, fresh
+
+        def drop_one(fresh: int, count: int) -> bool:
+            """Apply the next step of the policy; False when nothing is left to drop."""
+            nonlocal fresh_limit, reserve
+            if fresh > 1:
+                fresh_limit = fresh - 1
+            elif kept:
+                kept.pop(0)
+            elif reserve > floor:
+                reserve = max(floor, max_model_len - count)
+            elif fresh:
+                fresh_limit = 0
+            else:
+                return False
+            return True
+
+        while True:
+            messages, numbered, fresh = layout()
+            count = await self._counter.count_tokens(messages)
+            if count + reserve <= max_model_len:
+                break
+            if not drop_one(len(fresh), count):
+                raise PromptTooLong(
+                    f"the question is too long for the model: with no passages and no history the prompt is "
+                    f"{count} tokens, and the model takes {max_model_len} tokens in all, answer included "
+                    f"(at least {floor}); shorten the question"
+                )
+        number = {p.chunk_id: n for n, p in enumerate(numbered, start=1)}
+        return Prompt(
+            messages=tuple(messages),
+            passages=tuple(numbered),
+            max_tokens=reserve,
+            prompt_tokens=count,
+            dropped_passages=len(retrieved) - sum(1 for p in retrieved if p.chunk_id in number),
+            dropped_turns=len(earlier) - len(kept),
+            added_from=len(numbered) - len(fresh),
+            retrieved=tuple(sorted(number[p.chunk_id] for p in retrieved if p.chunk_id in number)),
+        )

@@ -6,21 +6,29 @@ Failures: an unreachable LLM or embedding server is a 503 JSON error (or, when s
 event then `[DONE]`); an LLM that dies midway ends the stream with an error event at once. Statuses and
 codes come from `ragchat.api.errors.ERRORS`. A client that goes away cancels the LLM request (streaming
 or not).
+
+Saved conversations: `store: true` saves the exchange as a new conversation of the caller's;
+`conversation_id` continues one of theirs (its turns are the history, its collection is used; another
+collection in the request is a 400, another user's or an unknown id a 404). The ids ride in the completion
+(`conversation_id`, `turn_id`) and in the stream's first chunk. The turn is saved once the answer is
+complete: an answer that fails, or whose client goes away, saves nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing, suppress
+from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ragchat.api.auth import ReadPrincipal, blocking
@@ -41,7 +49,7 @@ from ragchat.api.chat_protocol import (
 from ragchat.api.deps import ServicesDep
 from ragchat.api.errors import INTERNAL_ERROR_MESSAGE, ApiError, api_error, error_body
 from ragchat.container import Services
-from ragchat.core.access import CollectionNotFound, Permission
+from ragchat.core.access import CollectionNotFound, Permission, Principal
 from ragchat.core.chat import (
     DeltaEvent,
     DoneEvent,
@@ -50,6 +58,7 @@ from ragchat.core.chat import (
     Source,
     SourcesEvent,
 )
+from ragchat.core.conversations import Conversation, NewTurn, new_id
 from ragchat.core.errors import RequestRefused, UnknownModel
 from ragchat.infra.embeddings import EmbeddingError
 from ragchat.infra.llm import LLMError, TokenUsage
@@ -121,32 +130,64 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     return results[0]
 
 
+@dataclass(frozen=True, slots=True)
+class _Saving:
+    """Where an answered question is saved: the caller's conversation (new or continued) and the turn id."""
+
+    principal: Principal
+    conversation_id: str
+    turn_id: str
+    question: str
+
+    def turn(self, prepared: PreparedChat, answer: str, sources: Sequence[Source]) -> NewTurn:
+        return NewTurn(
+            conversation_id=self.conversation_id,
+            turn_id=self.turn_id,
+            question=self.question,
+            answer=answer,
+            model=prepared.model,
+            sources=[SourceOut.of(source).model_dump(mode="json") for source in sources],
+            prompt_chunks=[passage.chunk_id for passage in prepared.prompt.added],
+        )
+
+
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, services: ServicesDep, principal: ReadPrincipal
-) -> ChatCompletion | StreamingResponse:
+) -> JSONResponse | StreamingResponse:
     """Answer the conversation from the collection's passages, citing them as [n]; OpenAI-compatible.
 
     `max_tokens` (or `max_completion_tokens`) above LLM_MAX_TOKENS is lowered to it: the answer stops
-    there with `finish_reason: "length"`, as when the context is full.
+    there with `finish_reason: "length"`, as when the context is full. `store: true` saves the exchange
+    as a new conversation; `conversation_id` continues a saved one (send only the new question).
     """
     chat = services.chat
     try:
-        collection = body.requested_collection(services.settings.model_aliases) or chat.default_collection
+        requested = body.requested_collection(services.settings.model_aliases)
     except UnknownModel as exc:
         services.metrics.error("not_found")
         raise api_error(exc) from None
+    conversation: Conversation | None = None
+    if body.conversation_id is not None:
+        conversation = await blocking(
+            services.conversations.continued, principal, body.conversation_id, requested
+        )
+        collection = conversation.record.collection
+    else:
+        collection = requested or chat.default_collection
     try:
         await blocking(services.access.require, principal, collection, Permission.READ)
     except CollectionNotFound:
         services.metrics.error("not_found")
         raise
+    messages = body.conversation()
     try:
         prepared = await chat.prepare(
-            body.conversation(),
+            messages,
             collection=collection,
             max_tokens=body.answer_tokens(),
             temperature=body.temperature,
+            earlier=conversation.turns if conversation is not None else None,
         )
     except RequestRefused as exc:
         raise api_error(exc) from None
@@ -155,14 +196,25 @@ async def chat_completions(
             return EventStreamResponse(_error_stream(api_error(exc)), headers=_SSE_HEADERS)
         raise api_error(exc) from None
 
+    saving = None
+    if conversation is not None or body.store:
+        saving = _Saving(
+            principal=principal,
+            conversation_id=conversation.record.id if conversation is not None else new_id(),
+            turn_id=new_id(),
+            question=messages[-1].content,
+        )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     model = f"{MODEL_PREFIX}/{prepared.collection}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _event_stream(services, prepared, completion_id, model, created, include_usage)
+        events = _event_stream(services, prepared, completion_id, model, created, include_usage, saving)
         return EventStreamResponse(events, headers=_SSE_HEADERS)
-    return await _unless_disconnected(request, _complete(services, prepared, completion_id, model, created))
+    completion = await _unless_disconnected(
+        request, _complete(services, prepared, completion_id, model, created, saving)
+    )
+    return JSONResponse(completion.body())
 
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -173,8 +225,26 @@ async def _error_stream(error: ApiError) -> AsyncIterator[str]:
     yield _DONE
 
 
+async def _save(
+    services: Services, saving: _Saving, prepared: PreparedChat, answer: str, sources: Sequence[Source]
+) -> None:
+    await blocking(
+        functools.partial(
+            services.conversations.record_turn,
+            saving.principal,
+            saving.turn(prepared, answer, sources),
+            collection=prepared.collection,
+        )
+    )
+
+
 async def _complete(
-    services: Services, prepared: PreparedChat, completion_id: str, model: str, created: int
+    services: Services,
+    prepared: PreparedChat,
+    completion_id: str,
+    model: str,
+    created: int,
+    saving: _Saving | None,
 ) -> ChatCompletion:
     parts: list[str] = []
     sources: tuple[Source, ...] = ()
@@ -190,13 +260,18 @@ async def _complete(
                 finish_reason, usage = event.finish_reason, event.usage
             elif isinstance(event, ErrorEvent):
                 raise api_error(event.error)
+    answer = "".join(parts)
+    if saving is not None:
+        await _save(services, saving, prepared, answer, sources)
     return ChatCompletion(
         id=completion_id,
         created=created,
         model=model,
-        choices=[Choice(message=ResponseMessage(content="".join(parts)), finish_reason=finish_reason)],
+        choices=[Choice(message=ResponseMessage(content=answer), finish_reason=finish_reason)],
         usage=Usage.of(usage) if usage else None,
         sources=[SourceOut.of(s) for s in sources],
+        conversation_id=saving.conversation_id if saving else None,
+        turn_id=saving.turn_id if saving else None,
     )
 
 
@@ -207,6 +282,7 @@ async def _event_stream(
     model: str,
     created: int,
     include_usage: bool,
+    saving: _Saving | None,
 ) -> AsyncIterator[str]:
     def chunk(choices: list[ChunkChoice], **extra: object) -> str:
         event = ChatCompletionChunk(
@@ -219,18 +295,27 @@ async def _event_stream(
         )
         return _sse(event.model_dump_json(exclude_unset=True))
 
-    yield chunk([ChunkChoice(index=0, delta=ChunkDelta(role="assistant", content=""), finish_reason=None)])
+    ids: dict[str, object] = (
+        {"conversation_id": saving.conversation_id, "turn_id": saving.turn_id} if saving else {}
+    )
+    yield chunk(
+        [ChunkChoice(index=0, delta=ChunkDelta(role="assistant", content=""), finish_reason=None)], **ids
+    )
     sources: tuple[Source, ...] = ()
+    parts: list[str] = []
     try:
         async with aclosing(services.chat.generate(prepared)) as events:
             async for event in events:
                 if isinstance(event, DeltaEvent):
+                    parts.append(event.text)
                     yield chunk(
                         [ChunkChoice(index=0, delta=ChunkDelta(content=event.text), finish_reason=None)]
                     )
                 elif isinstance(event, SourcesEvent):
                     sources = event.sources
                 elif isinstance(event, DoneEvent):
+                    if saving is not None:
+                        await _save(services, saving, prepared, "".join(parts), sources)
                     yield chunk([ChunkChoice(index=0, delta=ChunkDelta(), finish_reason=event.finish_reason)])
                     final: dict[str, object] = {"sources": [SourceOut.of(s) for s in sources]}
                     if include_usage and event.usage is not None:

@@ -41,6 +41,19 @@ def _page_template() -> str:
 @router.get("/", response_class=HTMLResponse, dependencies=[Depends(PUBLIC)])
 def index(request: Request) -> HTMLResponse:
     """The single page of the UI, told which collection is the default."""
+    return _page(request)
+
+
+@router.get("/shared/{token}", response_class=HTMLResponse, dependencies=[Depends(PUBLIC)])
+def shared_page(request: Request, token: str) -> HTMLResponse:
+    """The same page for a share link: the UI reads the token from its address and shows the conversation
+    read-only from `GET /api/shared/{token}`, which is where access is checked. Public like `/`, so that a
+    teammate who is not signed in gets the login form first, not an error."""
+    del token  # read by the page itself
+    return _page(request)
+
+
+def _page(request: Request) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     page = _page_template().replace("{{default_collection}}", html.escape(settings.default_collection))
     return HTMLResponse(

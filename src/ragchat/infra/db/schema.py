@@ -209,3 +209,40 @@ oidc_logins = Table(
     Column("expires_at", Text, nullable=False),
     comment="Logins sent to the identity provider and not back yet; each is taken (deleted) once.",
 )
+
+# --- conversations (migration 0004) ------------------------------------------------------------------
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Text, primary_key=True),  # random, url-safe, 22 characters
+    # NULL: the implicit local user of RAGCHAT_AUTH=off; a user's conversations go when the user does
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),
+    Column("collection", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Column("share_token", Text, unique=True),  # random, 32 characters; NULL: not shared
+    Index("conversations_by_user", "user_id", "updated_at"),
+    Index("conversations_by_age", "updated_at"),
+    comment="Saved chats, one user's each; their turns are in conversation_turns.",
+)
+
+conversation_turns = Table(
+    "conversation_turns",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("conversation_id", Text, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),  # 0, 1, 2... in the order asked
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("sources", Text, nullable=False),  # JSON list: the source objects the chat endpoint returned
+    Column("prompt_chunks", Text, nullable=False),  # JSON list: chunk ids this turn added to the prompt
+    Column("created_at", Text, nullable=False),
+    Column("rating", Text),  # up | down; NULL: no feedback
+    Column("comment", Text),
+    Column("rated_at", Text),
+    UniqueConstraint("conversation_id", "position"),
+    Index("conversation_turns_by_rating", "rated_at"),
+)

@@ -1,7 +1,11 @@
-// The conversation: sends the history to /v1/chat/completions, streams the answer in as Markdown,
-// lists its sources and shows errors with what to do about them.
+// The conversation: sends each question to /v1/chat/completions (saved server-side when the server keeps
+// conversations: `store: true` starts one, `conversation_id` continues it; otherwise with the history, as
+// a stateless client), streams the answer in as Markdown, lists its sources, offers feedback on saved
+// answers, shows errors with what to do about them, and shows a saved conversation again.
 
 import { ApiError, streamChat } from "./api.js";
+import { conversationPath } from "./conversations.js";
+import { feedbackControls } from "./feedback.js";
 import { citedNumbers, describeSource, renderAnswer } from "./markdown.js";
 import { element } from "./widgets.js";
 
@@ -35,11 +39,15 @@ export class Chat {
   /**
    * @param {object} parts - `messages` (ol), `form`, `input` (textarea), `sendButton`, `announcer`
    *   (sr-only live region), `sourcePanel`, `getCollection()`, `collectionIsEmpty()`, `onTrouble(error)`
-   *   (called after a failure).
+   *   (called after a failure), `saving()` (true: the server keeps conversations), `onSaved(id, {isNew})`
+   *   (a question was saved in conversation `id`: on its first chunk when new, else when answered),
+   *   `onUnsure(id)` (the first answer of new conversation `id` did not complete: it may not be saved).
    */
   constructor(parts) {
     Object.assign(this, parts);
     this.history = [];
+    /** The saved conversation on screen (`{id, collection}`), or null for a new one. */
+    this.saved = null;
     this.conversation = 0; // bumped by reset(), so an answer still in flight cannot write to the new one
     this.controller = null;
     this.form.addEventListener("submit", (event) => {
@@ -70,6 +78,7 @@ export class Chat {
     this.controller?.abort();
     this.conversation += 1;
     this.history = [];
+    this.saved = null;
     this.messages.replaceChildren();
     this.sourcePanel.close();
     document.body.classList.remove("has-messages");
@@ -82,11 +91,19 @@ export class Chat {
     this.input.value = "";
     this.fitInput();
     document.body.classList.add("has-messages");
-    const collection = this.getCollection();
+    const saving = this.saving();
+    const continued = saving ? this.saved : null;
+    // A saved conversation stays in the collection it was asked in.
+    const collection = continued ? continued.collection : this.getCollection();
     this.addUserTurn(question);
     const turn = this.addAssistantTurn();
-    const messages = [...this.history, { role: "user", content: question }];
+    const messages = [...(saving ? [] : this.history), { role: "user", content: question }];
+    const request = { model: `ragchat/${collection}`, collection, messages };
+    if (continued) request.conversation_id = continued.id;
+    else if (saving) request.store = true;
     const conversation = this.conversation;
+    let turnId = null;
+    let answered = false;
 
     this.controller = new AbortController();
     this.setSending(true);
@@ -94,8 +111,13 @@ export class Chat {
     let sources = [];
     let lastPaint = 0;
     try {
-      const stream = streamChat({ model: `ragchat/${collection}`, collection, messages }, this.controller.signal);
+      const stream = streamChat(request, this.controller.signal);
       for await (const event of stream) {
+        if (typeof event.turn_id === "string") turnId = event.turn_id;
+        if (typeof event.conversation_id === "string" && !continued && conversation === this.conversation) {
+          this.saved = { id: event.conversation_id, collection };
+          this.onSaved(event.conversation_id, { isNew: true });
+        }
         if (event.error) {
           throw new ApiError(event.error.message || "The answer failed.", {
             status: 200,
@@ -116,7 +138,14 @@ export class Chat {
       }
       this.paint(turn, text, sources);
       this.renderSources(turn, text, sources);
-      if (conversation === this.conversation) this.history = [...messages, { role: "assistant", content: text }];
+      if (conversation === this.conversation) {
+        this.history = [...messages, { role: "assistant", content: text }];
+        if (this.saved && turnId) {
+          this.addFeedback(turn, this.saved.id, turnId, null);
+          this.onSaved(this.saved.id, { isNew: false });
+        }
+      }
+      answered = true;
       this.announcer.textContent = "Answer ready.";
     } catch (error) {
       if (error.name === "AbortError") {
@@ -140,6 +169,8 @@ export class Chat {
       turn.querySelector(".answer").classList.remove("streaming");
       this.controller = null;
       this.setSending(false);
+      // A new conversation whose first answer was stopped or failed may not have been saved.
+      if (!answered && !continued && this.saved && conversation === this.conversation) this.onUnsure(this.saved.id);
     }
   }
 
@@ -181,10 +212,37 @@ export class Chat {
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
   }
 
-  renderSources(turn, text, sources) {
+  /**
+   * Show a saved conversation (GET /api/conversations/{id}'s body): its turns, their citations and
+   * sources, and (unless `readOnly`, as for a shared link) the feedback controls of each answer.
+   */
+  show(saved, { readOnly = false } = {}) {
+    this.reset();
+    this.saved = readOnly ? null : { id: saved.id, collection: saved.collection };
+    const turns = saved.turns || [];
+    document.body.classList.toggle("has-messages", turns.length > 0);
+    for (const stored of turns) {
+      this.addUserTurn(stored.question);
+      const turn = this.addAssistantTurn();
+      const sources = Array.isArray(stored.sources) ? stored.sources : [];
+      this.paint(turn, stored.answer, sources);
+      this.renderSources(turn, stored.answer, sources, { live: false });
+      turn.setAttribute("aria-busy", "false");
+      turn.querySelector(".answer").classList.remove("streaming");
+      if (!readOnly) this.addFeedback(turn, saved.id, stored.id, stored.feedback);
+    }
+    this.messages.lastElementChild?.scrollIntoView({ block: "end" });
+  }
+
+  addFeedback(turn, conversationId, turnId, feedback) {
+    turn.dataset.turnId = turnId;
+    turn.append(feedbackControls(conversationPath(conversationId, `/turns/${encodeURIComponent(turnId)}/feedback`), feedback));
+  }
+
+  renderSources(turn, text, sources, { live = true } = {}) {
     if (!sources.length) {
       const note = turn.querySelector(".turn-note");
-      if (this.collectionIsEmpty()) {
+      if (live && this.collectionIsEmpty()) {
         note.classList.add("notice");
         note.textContent = `Nothing has been added to “${this.getCollection()}” yet, so there was nothing to answer from. ${NO_DOCUMENTS_HINT}`;
       } else {
@@ -210,6 +268,18 @@ export class Chat {
     }
     block.append(list);
     turn.append(block);
+  }
+
+  /** A notice in place of the conversation, e.g. that an addressed conversation is gone. */
+  notice(title, hint) {
+    const turn = element("li", "turn assistant");
+    const box = element("div", "error-box");
+    box.setAttribute("role", "alert");
+    box.append(element("strong", "", title));
+    if (hint) box.append(element("p", "", hint));
+    turn.append(box);
+    this.messages.append(turn);
+    document.body.classList.add("has-messages");
   }
 
   showError(turn, error, questionRestored) {
