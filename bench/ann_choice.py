@@ -1,14 +1,14 @@
 """Which in-process ANN library for the SQLite store's vector index: usearch, hnswlib or faiss (HNSW each).
 
-    .venv/bin/python bench/ann_choice.py --source DATA_DIR/ragchat.sqlite3 --chunks 200000 --library usearch
+    .venv/bin/python bench/ann_choice.py --source DATA_DIR/ragchat.sqlite3 --chunks 200000 --library hnswlib
 
 --source: a python-docs database made by `bench/retrieval_quality.py` (real all-MiniLM-L6-v2 vectors). The
 corpus is its vectors plus perturbed "editions" of them (Gaussian noise, sigma 0.02 per dimension,
 renormalised) up to --chunks, as `bench/search_latency.py` builds its large corpus; the queries are the
 question sets' questions embedded by the app's model. One library per process (run it once per library),
 so that resident memory is the index's own: per configuration, build time with every core (wall and
-CPU), the growth of
-resident memory, p50/p95 (and p50 CPU) of one k=10 query on one thread, and recall@10 against the exact scan.
+CPU), the growth of resident memory, p50/p95 (and p50 CPU) of one k=10 query on one thread, and
+recall@10 against the exact scan.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ QUESTIONS = [
     ROOT / "bench" / "questions" / "python_docs_heldout.jsonl",
 ]
 CORES = os.cpu_count() or 1
+EF_CONSTRUCTION = 128  # --ef-construction
 
 
 def resident_mb() -> float:
@@ -80,21 +81,23 @@ def timed_build(build: Callable[[], object]) -> Built:
 def usearch_configs(vectors: np.ndarray, dtype: str) -> list[tuple[str, Built, Callable[[int], Search]]]:
     from usearch.index import Index
 
-    index = Index(ndim=vectors.shape[1], metric="cos", dtype=dtype, connectivity=16, expansion_add=128)
+    index = Index(
+        ndim=vectors.shape[1], metric="cos", dtype=dtype, connectivity=16, expansion_add=EF_CONSTRUCTION
+    )
     built = timed_build(lambda: index.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=CORES))
 
     def with_ef(ef: int) -> Search:
         index.expansion_search = ef
         return lambda query, k: np.asarray(index.search(query, k, threads=1).keys)
 
-    return [(f"usearch {dtype} M=16 ef_construction=128", built, with_ef)]
+    return [(f"usearch {dtype} M=16 ef_construction={EF_CONSTRUCTION}", built, with_ef)]
 
 
 def hnswlib_configs(vectors: np.ndarray) -> list[tuple[str, Built, Callable[[int], Search]]]:
     import hnswlib
 
     index = hnswlib.Index(space="ip", dim=vectors.shape[1])
-    index.init_index(max_elements=len(vectors), M=16, ef_construction=128)
+    index.init_index(max_elements=len(vectors), M=16, ef_construction=EF_CONSTRUCTION)
     index.set_num_threads(CORES)
     built = timed_build(lambda: index.add_items(vectors, np.arange(len(vectors))))
     index.set_num_threads(1)
@@ -103,14 +106,14 @@ def hnswlib_configs(vectors: np.ndarray) -> list[tuple[str, Built, Callable[[int
         index.set_ef(ef)
         return lambda query, k: index.knn_query(query, k)[0][0]
 
-    return [("hnswlib f32 M=16 ef_construction=128", built, with_ef)]
+    return [(f"hnswlib f32 M=16 ef_construction={EF_CONSTRUCTION}", built, with_ef)]
 
 
 def faiss_configs(vectors: np.ndarray) -> list[tuple[str, Built, Callable[[int], Search]]]:
     import faiss
 
     index = faiss.IndexHNSWFlat(vectors.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 128
+    index.hnsw.efConstruction = EF_CONSTRUCTION
     faiss.omp_set_num_threads(CORES)
     built = timed_build(lambda: index.add(vectors))
     faiss.omp_set_num_threads(1)
@@ -119,7 +122,7 @@ def faiss_configs(vectors: np.ndarray) -> list[tuple[str, Built, Callable[[int],
         index.hnsw.efSearch = ef
         return lambda query, k: index.search(query.reshape(1, -1), k)[1][0]
 
-    return [("faiss IndexHNSWFlat f32 M=16 ef_construction=128", built, with_ef)]
+    return [(f"faiss IndexHNSWFlat f32 M=16 ef_construction={EF_CONSTRUCTION}", built, with_ef)]
 
 
 def main() -> None:
@@ -132,7 +135,10 @@ def main() -> None:
         "--library", choices=["usearch-f32", "usearch-f16", "usearch-i8", "hnswlib", "faiss"], required=True
     )
     parser.add_argument("--ef", default="32,64,128")
+    parser.add_argument("--ef-construction", type=int, default=128)
     args = parser.parse_args()
+    global EF_CONSTRUCTION
+    EF_CONSTRUCTION = args.ef_construction
     queries = query_vectors(args.source.parent)
     vectors = corpus(args.source, args.chunks)
     truth = [set(np.argsort(-(vectors @ query), kind="stable")[:10].tolist()) for query in queries]
