@@ -51,7 +51,7 @@ import httpx
 import numpy as np
 
 from ragchat.config import Settings
-from ragchat.container import build_services
+from ragchat.container import build_services, open_store
 from ragchat.core.ingest import discover_files
 from ragchat.infra.embeddings.factory import create_embedder
 from ragchat.infra.store.sqlite import SqliteChunkStore
@@ -365,7 +365,7 @@ def measure_components(
         vectors = {q: embedder.embed([q], input_type="query")[0] for q in asked}
     exact_top: dict[str, set[str]] = {}
     if vector_index != "exact":
-        exact = SqliteChunkStore(data_dir / "ragchat.sqlite3")
+        exact = open_store(settings_for(data_dir, vector_index="exact"))
         try:
             exact_top = {
                 q: {chunk for chunk, _ in exact.vector_search(COLLECTION, vectors[q], 10)} for q in asked
@@ -373,7 +373,8 @@ def measure_components(
         finally:
             exact.close()
         gc.collect()
-    store = SqliteChunkStore(data_dir / "ragchat.sqlite3", vector_index=vector_index)  # type: ignore[arg-type]
+    # As the server opens it: RAGCHAT_HNSW_* from the environment apply.
+    store = open_store(settings_for(data_dir, vector_index=vector_index))
     try:
         before = resident_mb()
         index_build = timed(lambda q: store.vector_search(COLLECTION, vectors[q], 1), times=1)  # first search
@@ -446,7 +447,12 @@ def render(figures: dict[str, dict[str, Any]], requests: int, build_runtime: str
         "`bench/questions/python_docs.jsonl` plus a few others, k=5). How the corpora "
         f"were made is in the script's docstring (page vectors embedded with {build_runtime}; the 100k "
         "corpus adds sentence-rotated editions of every page with perturbed real vectors). "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (see the script). `server CPU` is the "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (see the script); HNSW settings "
+        + ", ".join(
+            f"{name}={os.environ.get(name, 'default')}"
+            for name in ("RAGCHAT_HNSW_M", "RAGCHAT_HNSW_EF_CONSTRUCTION", "RAGCHAT_HNSW_EF_SEARCH")
+        )
+        + ". `server CPU` is the "
         "uvicorn process's CPU time per request (all threads), which other load on the machine inflates far "
         "less than wall-clock time.",
         "",
