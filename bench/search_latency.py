@@ -450,7 +450,7 @@ def render(figures: dict[str, dict[str, Any]], requests: int, build_runtime: str
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (see the script); HNSW settings "
         + ", ".join(
             f"{name}={os.environ.get(name, 'default')}"
-            for name in ("RAGCHAT_HNSW_M", "RAGCHAT_HNSW_EF_CONSTRUCTION", "RAGCHAT_HNSW_EF_SEARCH")
+            for name in ("RAGCHAT_HNSW_M", "RAGCHAT_HNSW_EF_CONSTRUCTION", "RAGCHAT_VECTOR_INDEX_EF_SEARCH")
         )
         + ". `server CPU` is the "
         "uvicorn process's CPU time per request (all threads), which other load on the machine inflates far "

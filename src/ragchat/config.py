@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         "collections; docs/benchmarks.md has its recall and latency). The PostgreSQL store always "
         "searches with pgvector HNSW.",
     )
+    vector_index_ef_search: int = Field(
+        800,
+        validation_alias="RAGCHAT_VECTOR_INDEX_EF_SEARCH",
+        ge=1,
+        le=10000,
+        description="SQLite store with RAGCHAT_VECTOR_INDEX=hnsw: candidate list size per vector query "
+        "(higher: better recall, slower; measured per value at 1M chunks in docs/benchmarks.md).",
+    )
     hnsw_m: int = Field(
         16,
         validation_alias="RAGCHAT_HNSW_M",
@@ -83,8 +91,8 @@ class Settings(BaseSettings):
         validation_alias="RAGCHAT_HNSW_EF_SEARCH",
         ge=1,
         le=1000,
-        description="HNSW index (both stores): candidate list size per vector query (higher: better recall, "
-        "slower).",
+        description="PostgreSQL store: candidate list size per vector query (higher: better recall, slower; "
+        "the SQLite store's graph has RAGCHAT_VECTOR_INDEX_EF_SEARCH).",
     )
     model_cache_dir: Path | None = Field(
         None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio.to_thread
@@ -104,7 +104,7 @@ def open_store(settings: Settings) -> ChunkStore:
     return SqliteChunkStore(
         Path(url.database) if url.database else settings.database_path,
         vector_index=settings.vector_index,
-        hnsw=hnsw,
+        hnsw=replace(hnsw, ef_search=settings.vector_index_ef_search),
     )
 
 
