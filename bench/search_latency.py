@@ -20,7 +20,9 @@ Databases (kept in --work, default bench/results/tmp/search-latency/, and reused
 Measurement: a real uvicorn server (`uvicorn app.main:app`) per database; the client sends the question
 set's queries one at a time (20 warm-up requests, then --requests measured) and times each full HTTP
 round trip. Components (query embedding, vector search, keyword search) are also timed in-process on the
-same database, to show where the time goes.
+same database, to show where the time goes. `--vector-indexes exact,hnsw` serves the large corpus once per
+RAGCHAT_VECTOR_INDEX (each by its own server) and adds the approximate index's recall@10 against the exact
+scan on the same queries.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exact cosine search over the vectors of one collection, in memory (the SQLite store's vector index).
+"""Exact cosine search over one collection's vectors, in memory (the SQLite store's default vector index).
 
 The vectors are one column per chunk of a float32 matrix (a scan then streams through memory in order,
 about twice as fast as one row per chunk), growable, with tombstones for removed chunks. Like the keyword
