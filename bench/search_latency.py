@@ -20,13 +20,16 @@ Databases (kept in --work, default bench/results/tmp/search-latency/, and reused
 Measurement: a real uvicorn server (`uvicorn app.main:app`) per database; the client sends the question
 set's queries one at a time (20 warm-up requests, then --requests measured) and times each full HTTP
 round trip. Components (query embedding, vector search, keyword search) are also timed in-process on the
-same database, to show where the time goes.
+same database, to show where the time goes. `--vector-indexes exact,hnsw` serves the large corpus once per
+RAGCHAT_VECTOR_INDEX (each by its own server) and adds the approximate index's recall@10 against the exact
+scan on the same queries.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import multiprocessing
@@ -50,7 +53,7 @@ import httpx
 import numpy as np
 
 from ragchat.config import Settings
-from ragchat.container import build_services
+from ragchat.container import build_services, open_store
 from ragchat.core.ingest import discover_files
 from ragchat.infra.embeddings.factory import create_embedder
 from ragchat.infra.store.sqlite import SqliteChunkStore
@@ -207,18 +210,19 @@ def percentile(values: list[float], share: float) -> float:
 class SearchServer:
     """A real `uvicorn app.main:app` serving one data folder, started and stopped by the bench."""
 
-    def __init__(self, data_dir: Path, runtime: str) -> None:
+    def __init__(self, data_dir: Path, runtime: str, vector_index: str) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         env = {
             **os.environ,
             "RAGCHAT_DATA_DIR": str(data_dir),
+            "RAGCHAT_VECTOR_INDEX": vector_index,
             "LOCAL_EMBEDDING_RUNTIME": runtime,
             "HF_HUB_OFFLINE": "1",
             "RAGCHAT_AUTH": "off",  # search cost alone; bench/auth_cost.py measures authentication's
             "RAGCHAT_HOST": "127.0.0.1",
         }
-        self.log = (data_dir.parent / f"server-{data_dir.name}-{runtime}.log").open("w")
+        self.log = (data_dir.parent / f"server-{data_dir.name}-{runtime}-{vector_index}.log").open("w")
         uvicorn = str(Path(sys.executable).with_name("uvicorn"))
         self.process = subprocess.Popen(
             [
@@ -273,10 +277,11 @@ class SearchServer:
 
 
 Series = tuple[str, str]  # (corpus name, query-embedding runtime)
+Corpus = tuple[Path, str]  # (data folder, RAGCHAT_VECTOR_INDEX)
 
 
 def measure_http(
-    corpora: dict[str, Path], runtimes: list[str], requests: int, modes: list[str]
+    corpora: dict[str, Corpus], runtimes: list[str], requests: int, modes: list[str]
 ) -> dict[Series, dict[str, dict[str, float]]]:
     """p50/p95/mean wall ms and mean server CPU ms per request, per corpus, runtime and mode. For each
     runtime in turn, one server per corpus runs (the other runtime's threads would otherwise compete);
@@ -285,7 +290,10 @@ def measure_http(
     results: dict[Series, dict[str, dict[str, float]]] = {}
     asked = queries()
     for runtime in runtimes:
-        servers = {(name, runtime): SearchServer(data_dir, runtime) for name, data_dir in corpora.items()}
+        servers = {
+            (name, runtime): SearchServer(data_dir, runtime, vector_index)
+            for name, (data_dir, vector_index) in corpora.items()
+        }
         try:
             for server in servers.values():
                 server.wait_ready()
@@ -330,9 +338,13 @@ def resident_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def measure_components(data_dir: Path, runtimes: list[str], repeats: int) -> dict[str, tuple[float, float]]:
+def measure_components(
+    data_dir: Path, runtimes: list[str], repeats: int, vector_index: str
+) -> dict[str, tuple[float, float]]:
     """(median wall ms, median CPU ms of the whole process) of each step of a search, in-process on the same
-    database. CPU time shows the cost without the waiting that other load on the machine adds."""
+    database. CPU time shows the cost without the waiting that other load on the machine adds. With an
+    approximate vector index, its recall@10 against the exact scan on the same queries (the exact index is
+    built first, its top 10s kept, and dropped before the other is built)."""
     asked = queries()
 
     def timed(step: Callable[[str], object], times: int = repeats) -> tuple[float, float]:
@@ -353,14 +365,32 @@ def measure_components(data_dir: Path, runtimes: list[str], repeats: int) -> dic
             lambda q, model=embedder: model.embed([q], input_type="query")  # type: ignore[misc]
         )
         vectors = {q: embedder.embed([q], input_type="query")[0] for q in asked}
-    store = SqliteChunkStore(data_dir / "ragchat.sqlite3")
+    exact_top: dict[str, set[str]] = {}
+    if vector_index != "exact":
+        exact = open_store(settings_for(data_dir, vector_index="exact"))
+        try:
+            exact_top = {
+                q: {chunk for chunk, _ in exact.vector_search(COLLECTION, vectors[q], 10)} for q in asked
+            }
+        finally:
+            exact.close()
+        gc.collect()
+    # As the server opens it: RAGCHAT_HNSW_* from the environment apply.
+    store = open_store(settings_for(data_dir, vector_index=vector_index))
     try:
         before = resident_mb()
         index_build = timed(lambda q: store.vector_search(COLLECTION, vectors[q], 1), times=1)  # first search
         index_memory = resident_mb() - before
-        steps["vector search (exact, numpy)"] = timed(
-            lambda q: store.vector_search(COLLECTION, vectors[q], 40)
-        )
+        steps["vector search"] = timed(lambda q: store.vector_search(COLLECTION, vectors[q], 40))
+        if exact_top:
+            found = [
+                len(exact_top[q] & {chunk for chunk, _ in store.vector_search(COLLECTION, vectors[q], 10)})
+                / max(1, len(exact_top[q]))
+                for q in asked
+            ]
+            steps["recall@10 vs exact"] = (statistics.fmean(found), float("nan"))
+        else:
+            steps["recall@10 vs exact"] = (1.0, float("nan"))
         steps["keyword search (tantivy BM25)"] = timed(lambda q: store.keyword_search(COLLECTION, q, 40))
         steps["first search: build both indexes"] = index_build
         steps["memory of both indexes (MB)"] = (index_memory, float("nan"))
@@ -413,13 +443,18 @@ def render(figures: dict[str, dict[str, Any]], requests: int, build_runtime: str
         "",
         f"Machine: {MACHINE} ({platform.python_implementation()} {platform.python_version()}), shared with "
         f"other work (load average at the end: {load}). Date: {date}. Command: "
-        "`.venv/bin/python bench/search_latency.py --write-docs`.",
+        f"`.venv/bin/python bench/search_latency.py {' '.join(sys.argv[1:])}`.",
         "Real uvicorn servers (for each query-embedding runtime in turn, one per corpus), one request at a "
         f"time, round-robin over every corpus and mode, {requests} measured requests per row (questions of "
         "`bench/questions/python_docs.jsonl` plus a few others, k=5). How the corpora "
         f"were made is in the script's docstring (page vectors embedded with {build_runtime}; the 100k "
         "corpus adds sentence-rotated editions of every page with perturbed real vectors). "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (see the script). `server CPU` is the "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (see the script); HNSW settings "
+        + ", ".join(
+            f"{name}={os.environ.get(name, 'default')}"
+            for name in ("RAGCHAT_HNSW_M", "RAGCHAT_HNSW_EF_CONSTRUCTION", "RAGCHAT_VECTOR_INDEX_EF_SEARCH")
+        )
+        + ". `server CPU` is the "
         "uvicorn process's CPU time per request (all threads), which other load on the machine inflates far "
         "less than wall-clock time.",
         "",
@@ -437,8 +472,9 @@ def render(figures: dict[str, dict[str, Any]], requests: int, build_runtime: str
         "",
         "Where the time goes: median wall ms / CPU ms of each step, in-process on the same databases (the "
         "server runs the keyword search in one thread while the query is embedded and searched by vector "
-        "in another); the first search builds both indexes from the file, and the process's resident "
-        "memory grows by what they hold:",
+        "in another; vector search: k=40, with the RAGCHAT_VECTOR_INDEX the corpus name gives); the first "
+        "search builds both indexes from the file, and the process's resident memory grows by what they "
+        "hold; recall@10: the share of the exact scan's top 10 that the vector index returns, same queries:",
         "",
     ]
     steps = list(next(iter(figures.values()))["components"])
@@ -446,7 +482,11 @@ def render(figures: dict[str, dict[str, Any]], requests: int, build_runtime: str
     lines.append("|---|" + "---:|" * len(steps))
     for name, data in figures.items():
         cells = " | ".join(
-            f"{wall:.1f}" if math.isnan(cpu) else f"{wall:.1f} / {cpu:.1f}"
+            f"{wall:.3f}"
+            if wall <= 1 and math.isnan(cpu)
+            else f"{wall:.1f}"
+            if math.isnan(cpu)
+            else f"{wall:.1f} / {cpu:.1f}"
             for wall, cpu in (data["components"][step] for step in steps)
         )
         lines.append(f"| {name} | {cells} |")
@@ -459,6 +499,8 @@ def render(figures: dict[str, dict[str, Any]], requests: int, build_runtime: str
         "|---|---:|---:|---:|",
     ]
     for name, data in figures.items():
+        if "keyword" not in data:  # the same corpus under another vector index
+            continue
         values = data["keyword"]
         lines.append(f"| {name} | {values['cpu']:.1f} | {values['hit']:.3f} | {values['mrr']:.3f} |")
     lines.append(SECTION_END)
@@ -488,6 +530,11 @@ def main() -> None:
     parser.add_argument("--target-chunks", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--modes", default="hybrid,vector,keyword")
+    parser.add_argument(
+        "--vector-indexes",
+        default="exact",
+        help="RAGCHAT_VECTOR_INDEX values the large corpus is served with, each by its own server",
+    )
     parser.add_argument(
         "--runtimes",
         default="onnx,torch",
@@ -522,20 +569,24 @@ def main() -> None:
 
     if args.build_only:
         return
-    corpora = {
-        f"python docs ({args.pages or 530} pages)": docs_dir,
-        f"{args.target_chunks:,} chunks": big_dir,
-    }
+    with closing(sqlite3.connect(docs_db)) as conn:
+        pages = int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
+    corpora: dict[str, Corpus] = {f"python docs ({pages} pages)": (docs_dir, "exact")}
+    for vector_index in args.vector_indexes.split(","):
+        corpora[f"{args.target_chunks:,} chunks, {vector_index}"] = (big_dir, vector_index)
     runtimes = args.runtimes.split(",")
     http = measure_http(corpora, runtimes, args.requests, args.modes.split(","))
     figures: dict[str, dict[str, Any]] = {}
-    for name, data_dir in corpora.items():
+    measured_keywords: set[Path] = set()
+    for name, (data_dir, vector_index) in corpora.items():
         figures[name] = {
             "chunks": chunk_count(data_dir / "ragchat.sqlite3"),
             "http": {runtime: http[name, runtime] for runtime in runtimes},
-            "components": measure_components(data_dir, runtimes, args.requests),
-            "keyword": measure_keyword_search(data_dir),
+            "components": measure_components(data_dir, runtimes, args.requests, vector_index),
         }
+        if data_dir not in measured_keywords:
+            figures[name]["keyword"] = measure_keyword_search(data_dir)
+            measured_keywords.add(data_dir)
     section = render(figures, args.requests, args.build_runtime)
     print(section)
     if args.write_docs:

@@ -53,27 +53,46 @@ class Settings(BaseSettings):
         "postgresql://USER:PASSWORD@HOST/DB (any libpq form, e.g. postgresql:///DB?host=/run/postgresql) "
         "for a PostgreSQL server shared by several app replicas.",
     )
+    vector_index: Literal["exact", "hnsw"] = Field(
+        "exact",
+        validation_alias="RAGCHAT_VECTOR_INDEX",
+        description="SQLite store: how each collection's vectors are searched in memory: exact (a numpy "
+        "scan, every query's true top k) or hnsw (an approximate HNSW graph, usearch: for large "
+        "collections; docs/benchmarks.md has its recall and latency). The PostgreSQL store always "
+        "searches with pgvector HNSW.",
+    )
+    vector_index_ef_search: int = Field(
+        800,
+        validation_alias="RAGCHAT_VECTOR_INDEX_EF_SEARCH",
+        ge=1,
+        le=10000,
+        description="SQLite store with RAGCHAT_VECTOR_INDEX=hnsw: candidate list size per vector query "
+        "(higher: better recall, slower; measured per value at 1M chunks in docs/benchmarks.md).",
+    )
     hnsw_m: int = Field(
         16,
         validation_alias="RAGCHAT_HNSW_M",
         ge=2,
         le=100,
-        description="PostgreSQL store: links per node of the pgvector HNSW index (used when the index is "
-        "built, i.e. when the embedding model is first recorded; rebuild the index to change it).",
+        description="HNSW index (pgvector in PostgreSQL; the SQLite store's graph with "
+        "RAGCHAT_VECTOR_INDEX=hnsw): links per node. PostgreSQL uses it when the index is built, i.e. when "
+        "the embedding model is first recorded (rebuild the index to change it); the SQLite store's graph "
+        "is built anew by each process.",
     )
     hnsw_ef_construction: int = Field(
         64,
         validation_alias="RAGCHAT_HNSW_EF_CONSTRUCTION",
         ge=4,
         le=1000,
-        description="PostgreSQL store: candidate list size while building the HNSW index.",
+        description="HNSW index (both stores): candidate list size while building the graph.",
     )
     hnsw_ef_search: int = Field(
         100,
         validation_alias="RAGCHAT_HNSW_EF_SEARCH",
         ge=1,
         le=1000,
-        description="PostgreSQL store: candidate list size per vector query (higher: better recall, slower).",
+        description="PostgreSQL store: candidate list size per vector query (higher: better recall, slower; "
+        "the SQLite store's graph has RAGCHAT_VECTOR_INDEX_EF_SEARCH).",
     )
     model_cache_dir: Path | None = Field(
         None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio.to_thread
@@ -34,8 +34,9 @@ from ragchat.infra.oidc import OidcClient, OidcConfig
 from ragchat.infra.parsing import ParserPool
 from ragchat.infra.pending_logins import PendingLoginStore
 from ragchat.infra.store import ChunkStore
-from ragchat.infra.store.postgres import HnswParameters, PostgresChunkStore
+from ragchat.infra.store.postgres import PostgresChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
+from ragchat.infra.store.vector_index import HnswParameters
 from ragchat.observability import AppMetrics
 
 logger = logging.getLogger(__name__)
@@ -99,14 +100,16 @@ def open_store(settings: Settings) -> ChunkStore:
     RAGCHAT_DATA_DIR, or the one a sqlite:/// URL names), created on first use. Blocking: call from a
     thread."""
     url = make_url(engine_url(settings.resolved_database_url))
+    hnsw = HnswParameters(
+        m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
+    )
     if url.get_backend_name() == "postgresql":
-        hnsw = HnswParameters(
-            m=settings.hnsw_m,
-            ef_construction=settings.hnsw_ef_construction,
-            ef_search=settings.hnsw_ef_search,
-        )
         return PostgresChunkStore(settings.resolved_database_url, hnsw=hnsw)
-    return SqliteChunkStore(Path(url.database) if url.database else settings.database_path)
+    return SqliteChunkStore(
+        Path(url.database) if url.database else settings.database_path,
+        vector_index=settings.vector_index,
+        hnsw=replace(hnsw, ef_search=settings.vector_index_ef_search),
+    )
 
 
 def open_access(settings: Settings, engine: Engine | None = None) -> AccessService:

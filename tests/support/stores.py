@@ -1,7 +1,8 @@
 """Both chunk stores behind one fixture, so that one contract test suite runs against each.
 
-`store_backend` is parametrized over "sqlite" (a file under tmp_path) and "postgresql" (a fresh database on
-the session's PostgreSQL server): `.open()` gives a new store on the same database (a reopened process, a
+`store_backend` is parametrized over "sqlite" (a file under tmp_path, exact vector search), "sqlite-hnsw" (the
+same with `RAGCHAT_VECTOR_INDEX=hnsw`: an approximate HNSW graph in memory) and "postgresql" (a fresh database
+on the session's PostgreSQL server): `.open()` gives a new store on the same database (a reopened process, a
 second replica), `.settings()` the app settings that point at it, `.url` its database URL.
 """
 
@@ -21,12 +22,13 @@ from ragchat.infra.store.postgres import PostgresChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 
 AnyStore = SqliteChunkStore | PostgresChunkStore
-ENGINES = ["sqlite", "postgresql"]
+ENGINES = ["sqlite", "sqlite-hnsw", "postgresql"]
 
 
 @dataclass
 class StoreBackend:
-    """One database of one engine, and the stores opened on it (closed at the end of the test)."""
+    """One database of one engine ("sqlite-hnsw": SQLite searched by an HNSW graph), and the stores opened
+    on it (closed at the end of the test)."""
 
     engine: str
     url: str
@@ -38,6 +40,8 @@ class StoreBackend:
         values: dict[str, Any] = {"data_dir": self.data_dir}
         if self.engine == "postgresql":
             values["database_url"] = self.url
+        if self.engine == "sqlite-hnsw":
+            values["vector_index"] = "hnsw"
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -46,6 +50,8 @@ class StoreBackend:
         env = {"RAGCHAT_DATA_DIR": str(self.data_dir)}
         if self.engine == "postgresql":
             env["RAGCHAT_DATABASE_URL"] = self.url
+        if self.engine == "sqlite-hnsw":
+            env["RAGCHAT_VECTOR_INDEX"] = "hnsw"
         return env
 
     def open(self) -> AnyStore:

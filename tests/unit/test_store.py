@@ -419,6 +419,44 @@ def test_index_compacts_after_many_deletes(store: AnyStore) -> None:
     assert sorted(cid for cid, _ in hits) == sorted(f"{r.id}-1-0" for r in records[15:])
 
 
+def test_vector_search_follows_replaced_and_deleted_documents(store: AnyStore) -> None:
+    """A few hundred vectors changed between searches: every search agrees with the exact top k of the
+    live chunks (at this size an HNSW graph searched with its default ef finds them all) and never returns
+    a replaced or deleted chunk."""
+    rng = np.random.default_rng(11)
+
+    def vectors(count: int) -> list[np.ndarray]:
+        found = rng.normal(size=(count, DIM)).astype(np.float32)
+        return list(found / np.linalg.norm(found, axis=1, keepdims=True))
+
+    live: dict[str, list[np.ndarray]] = {}
+    ids: dict[str, str] = {}
+    queries = vectors(5)
+    for round_ in range(4):
+        for i in range(round_ * 20, round_ * 20 + 30):  # 20 new documents, 10 replaced
+            live[f"{i}.txt"] = vectors(5)
+            ids[f"{i}.txt"] = put(
+                store, f"{i}.txt", f"document {i} round {round_}", live[f"{i}.txt"], h=f"r{round_}"
+            ).id
+        for i in range(round_ * 20, round_ * 20 + 5):  # 5 deleted
+            store.delete_document(ids.pop(f"{i}.txt"))
+            del live[f"{i}.txt"]
+        for query in queries:
+            expected = sorted(
+                (
+                    (float(vector @ query), (path, n))
+                    for path, chunk_vectors in live.items()
+                    for n, vector in enumerate(chunk_vectors)
+                ),
+                reverse=True,
+            )[:10]
+            hits = store.vector_search("c", query, 10)
+            passages = store.get_passages([chunk for chunk, _ in hits])  # a stale chunk id would be left out
+            found = [(passage.document_path, int(passage.chunk_id.rsplit("-", 1)[1])) for passage in passages]
+            assert found == [key for _, key in expected]
+            assert [score for _, score in hits] == pytest.approx([score for score, _ in expected], abs=1e-5)
+
+
 def test_embedding_model_is_pinned(store: AnyStore) -> None:
     store.check_embedding_model("all-MiniLM-L6-v2", 384)
     store.check_embedding_model("all-MiniLM-L6-v2", 384)

@@ -22,7 +22,8 @@ from ragchat.infra.db import DatabaseError, open_database, sqlite_url
 from ragchat.infra.db.copy import copy_database, verify_copy
 from ragchat.infra.db.schema import meta
 from ragchat.infra.store import StoreError
-from ragchat.infra.store.postgres import HnswParameters, PostgresChunkStore, describe_url
+from ragchat.infra.store.postgres import PostgresChunkStore, describe_url
+from ragchat.infra.store.vector_index import HnswParameters
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ Two implementations: `sqlite.SqliteChunkStore` (the embedded default) and `postg
 
     rows.py            documents, chunks, collections through SQLAlchemy Core (one schema, both engines)
     vector_index.py    exact cosine scan in memory (SQLite; PostgreSQL searches with pgvector HNSW)
+    ann_index.py       HNSW graph in memory (hnswlib), the SQLite store's with RAGCHAT_VECTOR_INDEX=hnsw
     keyword_index.py   BM25 keyword index in memory (tantivy), both stores
     memory_indexes.py  keeps the in-memory indexes in step with the rows (generation / revision)
 

@@ -1,8 +1,9 @@
 """Search indexes held in this process's memory, per collection, kept in step with the database rows.
 
 The database is the only durable state; these indexes are built from it: always the BM25 keyword index
-(`keyword_index.py`), and for the SQLite store the exact vector index too (`vector_index.py`; the
-PostgreSQL store searches vectors in the database). Every write bumps its collection's generation in the
+(`keyword_index.py`), and for the SQLite store a vector index too: exact (`vector_index.py`) or an HNSW
+graph (`ann_index.py`), as its owner chooses; the PostgreSQL store searches vectors in the database.
+Every write bumps its collection's generation in the
 same transaction; before each search the indexes compare the stored generation with the one they reflect
 and read again only the documents whose revision changed, so commits made by other processes (a CLI ingest
 next to a server, another app replica) show up at the next search, and a crash can never leave an index
@@ -14,6 +15,7 @@ Thread safety: the indexes are updated under a lock; searches run outside it on 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +25,7 @@ from ragchat.infra.embeddings import Vectors
 from ragchat.infra.store import StoreError
 from ragchat.infra.store.keyword_index import IndexedChunk, KeywordIndex
 from ragchat.infra.store.rows import ChunkRows
-from ragchat.infra.store.vector_index import ExactVectorIndex, scan_pool
+from ragchat.infra.store.vector_index import VectorIndex, scan_pool
 
 
 @dataclass
@@ -32,20 +34,21 @@ class _CollectionIndexes:
 
     collection_id: int = -1
     keywords: KeywordIndex = field(default_factory=KeywordIndex)
-    vectors: ExactVectorIndex | None = None
+    vectors: VectorIndex | None = None
     generation: int = -1
     revisions: dict[str, int] = field(default_factory=dict)
 
 
 class MemoryIndexes:
-    """Keyword (and optionally exact vector) search over the rows of `rows`, from memory."""
+    """Keyword (and optionally vector) search over the rows of `rows`, from memory; `vector_index` makes
+    the (empty) vector index of a collection, None for none."""
 
-    def __init__(self, rows: ChunkRows, *, vectors: bool) -> None:
+    def __init__(self, rows: ChunkRows, *, vector_index: Callable[[], VectorIndex] | None) -> None:
         self._rows = rows
-        self._with_vectors = vectors
+        self._new_vector_index = vector_index
         self._indexes: dict[str, _CollectionIndexes] = {}
         self._lock = threading.Lock()
-        self._scan_pool = scan_pool() if vectors else None
+        self._scan_pool = scan_pool() if vector_index else None
 
     def prepare(self, collection: str) -> None:
         """Build (or catch up) the collection's indexes now."""
@@ -66,7 +69,7 @@ class MemoryIndexes:
         return [(chunk_ids[rowid], score) for rowid, score in hits if rowid in chunk_ids]
 
     def vector_search(self, collection: str, vector: Vectors, k: int) -> list[tuple[str, float]]:
-        """Top `k` chunk ids by exact cosine similarity, best first (only with `vectors=True`)."""
+        """Top `k` chunk ids by cosine similarity, best first (only with a `vector_index`)."""
         assert self._scan_pool is not None, "built without vectors"
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         with self._lock:
@@ -107,7 +110,7 @@ class MemoryIndexes:
             collection_id, generation = state
             index = self._indexes.get(collection)
             if index is None or index.collection_id != collection_id:  # new, or deleted and made again
-                vectors = ExactVectorIndex() if self._with_vectors else None
+                vectors = self._new_vector_index() if self._new_vector_index else None
                 index = self._indexes[collection] = _CollectionIndexes(collection_id, vectors=vectors)
             if index.generation == generation:
                 return index
@@ -146,17 +149,21 @@ class MemoryIndexes:
                     IndexedChunk(int(str(row[1])), document_id, str(row[4]), str(row[3])) for row in rows
                 )
                 index.revisions[document_id] = stored[document_id]
+            if vectors is not None:
+                vectors.flush()
             for document_id in missing:  # documents without chunks
                 index.revisions.setdefault(document_id, stored[document_id])
 
 
 class IndexedChunkRows(ChunkRows):
-    """Rows in a database with the keyword search of `MemoryIndexes` (and, with `vectors_in_memory`, its
-    exact vector search); the common part of both chunk stores."""
+    """Rows in a database with the keyword search of `MemoryIndexes` (and, with a `vector_index`, its
+    vector search); the common part of both chunk stores."""
 
-    def __init__(self, engine: Engine, location: str, *, vectors_in_memory: bool) -> None:
+    def __init__(
+        self, engine: Engine, location: str, *, vector_index: Callable[[], VectorIndex] | None
+    ) -> None:
         super().__init__(engine, location)
-        self._memory = MemoryIndexes(self, vectors=vectors_in_memory)
+        self._memory = MemoryIndexes(self, vector_index=vector_index)
 
     def prepare_search(self, collection: str) -> None:
         """Build the collection's in-memory indexes now, so that its next search is fast."""

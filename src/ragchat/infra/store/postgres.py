@@ -14,8 +14,6 @@ the database before each search, and the vector index lives in the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import sqlalchemy.exc
 from sqlalchemy import text
@@ -26,6 +24,7 @@ from ragchat.infra.embeddings import Vectors
 from ragchat.infra.store import StoreError
 from ragchat.infra.store.memory_indexes import IndexedChunkRows
 from ragchat.infra.store.rows import reachable
+from ragchat.infra.store.vector_index import HnswParameters
 
 VECTOR_INDEX = "chunks_embedding_hnsw"
 # Names the lock that lets one replica at a time create the vector index.
@@ -34,15 +33,6 @@ _SEARCH = text(
     "SELECT id, embedding <=> CAST(:query AS vector) AS distance FROM chunks"
     " WHERE collection = :collection ORDER BY distance LIMIT :k"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class HnswParameters:
-    """pgvector HNSW settings: `m` and `ef_construction` when the index is built, `ef_search` per query."""
-
-    m: int = 16
-    ef_construction: int = 64
-    ef_search: int = 100
 
 
 def describe_url(url: str) -> str:
@@ -64,7 +54,7 @@ class PostgresChunkStore(IndexedChunkRows):
                 engine = open_database(url)
         except DatabaseError as exc:
             raise StoreError(str(exc)) from None
-        super().__init__(engine, location, vectors_in_memory=False)
+        super().__init__(engine, location, vector_index=None)
 
     def check_embedding_model(self, model_name: str, dimension: int) -> None:
         """Record the embedding model (refusing another), then make sure the vector index exists."""

@@ -1,11 +1,12 @@
-"""Exact cosine search over the vectors of one collection, in memory (the SQLite store's vector index).
+"""Exact cosine search over one collection's vectors, in memory (the SQLite store's default vector index).
 
 The vectors are one column per chunk of a float32 matrix (a scan then streams through memory in order,
 about twice as fast as one row per chunk), growable, with tombstones for removed chunks. Like the keyword
 index it is derived data, built and kept in step from the database rows (`memory_indexes.py`).
 
-Not here yet: an approximate (ANN) index for ~1M chunks in one process; the PostgreSQL store searches its
-vectors in the database instead (pgvector HNSW, `postgres.py`).
+`VectorIndex` is what both in-memory vector indexes do: this exact one and the approximate HNSW graph of
+`ann_index.py` (`RAGCHAT_VECTOR_INDEX` picks); the PostgreSQL store searches its vectors in the database
+instead (pgvector HNSW, `postgres.py`). `HnswParameters` shape both HNSW indexes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -33,6 +35,49 @@ def _blas() -> ThreadpoolController:
 def scan_pool() -> ThreadPoolExecutor:
     """A thread pool for split scans, one thread per core (the owner shuts it down)."""
     return ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="ragchat-vector-scan")
+
+
+@dataclass(frozen=True, slots=True)
+class HnswParameters:
+    """HNSW settings: `m` and `ef_construction` when the graph is built, `ef_search` per query."""
+
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 100
+
+
+class VectorSearch(Protocol):
+    """The vectors of a collection, ready to be searched outside the owner's lock."""
+
+    def top_k(self, query: np.ndarray, k: int, pool: ThreadPoolExecutor) -> list[tuple[str, float]]:
+        """The `k` chunk ids most similar to `query` (L2-normalised) by cosine, best first, with scores."""
+        ...
+
+
+class VectorIndex(Protocol):
+    """The vectors of one collection's chunks in memory; documents are added and removed whole, by the
+    owner's catch-up (one at a time)."""
+
+    @property
+    def dimension(self) -> int | None:
+        """The vectors' dimension, once the first vector is in."""
+        ...
+
+    def add_document(self, document_id: str, chunk_ids: list[str], vectors: np.ndarray) -> None: ...
+
+    def remove_document(self, document_id: str) -> None: ...
+
+    def compact_if_sparse(self) -> None:
+        """Reclaim the room of removed documents once they are a large share of the index."""
+        ...
+
+    def flush(self) -> None:
+        """Make the documents added so far searchable (an index may add them in batches)."""
+        ...
+
+    def snapshot(self) -> VectorSearch:
+        """What a search needs, safe to use after the owner's lock is released."""
+        ...
 
 
 @dataclass
@@ -75,6 +120,9 @@ class ExactVectorIndex:
         self.chunk_ids.extend(chunk_ids)
         self.size += count
         self.columns_by_document[document_id] = columns
+
+    def flush(self) -> None:
+        """Nothing to do: added columns are searchable at once."""
 
     def compact_if_sparse(self) -> None:
         """Drop tombstoned columns once they are a quarter of the matrix."""
