@@ -6,6 +6,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,7 +16,7 @@ from ragchat import __version__
 from ragchat.api import errors
 from ragchat.api.auth import CSRF_HEADER, USER, SecurityHeadersMiddleware
 from ragchat.api.limits import RequestLimitsMiddleware, default_allowed_hosts
-from ragchat.api.routes import access, chat, docs, documents, health, metrics, search, sso, status, ui
+from ragchat.api.routes import access, chat, docs, documents, health, jobs, metrics, search, sso, status, ui
 from ragchat.config import Settings, SettingsError, load_settings
 from ragchat.container import build_services
 
@@ -31,7 +32,12 @@ def create_app(settings: Settings) -> FastAPI:
             # The default collection's search indexes are built now, not by the first search after a start
             # (docs/benchmarks.md, "Search latency", measures how long that takes).
             await anyio.to_thread.run_sync(services.store.prepare_search, settings.default_collection)
-            yield
+            async with anyio.create_task_group() as background:
+                background.start_soon(services.jobs.run)  # uploads are parsed and embedded there
+                try:
+                    yield
+                finally:
+                    background.cancel_scope.cancel()
         finally:
             await services.aclose()
 
@@ -64,7 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.sso_enabled:
         sso.hide_callback_queries_from_access_log()
-    for module in (health, access, sso, documents, search, chat, status, metrics, docs, ui):
+    for module in (health, access, sso, documents, jobs, search, chat, status, metrics, docs, ui):
         app.include_router(module.router)
     _add_api_docs(app)
     return app
