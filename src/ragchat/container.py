@@ -73,6 +73,7 @@ class Services:
             self.metrics.close()
 
         closes: list[Callable[[], Awaitable[None]]] = [
+            self.jobs.stop,
             close_metrics,
             self._close_vllm_monitor,
             self.sso.aclose,

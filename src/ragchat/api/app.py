@@ -6,7 +6,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -32,12 +31,8 @@ def create_app(settings: Settings) -> FastAPI:
             # The default collection's search indexes are built now, not by the first search after a start
             # (docs/benchmarks.md, "Search latency", measures how long that takes).
             await anyio.to_thread.run_sync(services.store.prepare_search, settings.default_collection)
-            async with anyio.create_task_group() as background:
-                background.start_soon(services.jobs.run)  # uploads are parsed and embedded there
-                try:
-                    yield
-                finally:
-                    background.cancel_scope.cancel()
+            services.jobs.start()  # uploads are parsed and embedded there; Services.aclose stops it
+            yield
         finally:
             await services.aclose()
 

@@ -18,7 +18,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ragchat.api.errors import ApiError
-from ragchat.infra.loaders import UnsupportedFile, check_supported
+from ragchat.infra.loaders import SUPPORTED_SUFFIXES, UnsupportedFile, check_supported
 
 _SPOOL_BYTES = 1024 * 1024
 _MAX_FIELD_BYTES = 4096
@@ -68,7 +68,7 @@ def check_supported_upload(name: str, part_headers: dict[bytes, bytes]) -> str:
             415,
             "unsupported_file_type",
             f"{name} was sent as {content_type.decode('latin-1')}, which is not a document; ragchat reads "
-            "Markdown, text, HTML, PDF and Word (.docx) files; nothing from this request was stored",
+            f"{', '.join(SUPPORTED_SUFFIXES)}; nothing from this request was stored",
         )
     return name
 

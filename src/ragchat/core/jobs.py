@@ -16,6 +16,8 @@ queue at once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -68,6 +70,7 @@ class IngestJobs:
         self._access = access
         self._policy = policy
         self._wake: anyio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
 
     # --- submitting and reading -------------------------------------------------------------------
 
@@ -124,6 +127,19 @@ class IngestJobs:
         )
 
     # --- working the queue ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Work the queue in the background (`run` in a task of the running event loop) until `stop`."""
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self.run(), name="ragchat-ingest-jobs")
+
+    async def stop(self) -> None:
+        """Stop working the queue (the file being ingested is finished first); a no-op unless started."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
 
     async def run(self) -> None:
         """Work the queue until cancelled; then put this process's unfinished jobs back in the queue."""
@@ -211,6 +227,8 @@ class IngestJobs:
         self, job: JobRecord, filename: str, data: bytes
     ) -> tuple[FileStatus, str | None, FileOutcome | None]:
         """Ingest one file of `job`: (status, reason, outcome); a server-side failure is `failed`."""
+        if await anyio.to_thread.run_sync(self._access.identity.collection, job.collection) is None:
+            return "skipped", f"collection {job.collection!r} was deleted before the file was indexed", None
         try:
             outcome = await self._ingest.ingest_upload(filename, data, collection=job.collection)
         except EmbeddingError as exc:
