@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,20 +26,30 @@ class Part:
     async def aclose(self) -> None:
         self.close()
 
+    def dispose(self) -> None:  # a database engine's close
+        self.close()
+
+
+ALL_PARTS = ["metrics", "sso", "access", "parsers", "llm", "retriever", "store", "embedder"]
+"""Every part `Services.aclose` closes, in its order."""
+
 
 def services(make_settings: Callable[..., Settings], closed: list[str], *failing: str) -> Services:
     parts: dict[str, Any] = {
         name: Part(name, closed, fails=name in failing)
-        for name in ("metrics", "llm", "retriever", "store", "embedder")
+        for name in ("metrics", "sso", "parsers", "llm", "retriever", "store", "embedder")
     }
-    return Services(settings=make_settings(), ingest=None, chat=None, **parts)  # type: ignore[arg-type]
+    access = SimpleNamespace(
+        identity=SimpleNamespace(engine=Part("access", closed, fails="access" in failing))
+    )
+    return Services(settings=make_settings(), ingest=None, chat=None, access=access, **parts)  # type: ignore[arg-type]
 
 
 async def test_one_failing_close_does_not_stop_the_others(make_settings: Callable[..., Settings]) -> None:
     closed: list[str] = []
     with pytest.raises(RuntimeError, match="llm failed to close"):
         await services(make_settings, closed, "llm").aclose()
-    assert closed == ["metrics", "llm", "retriever", "store", "embedder"]
+    assert closed == ALL_PARTS
 
 
 async def test_several_failing_closes_are_all_raised(make_settings: Callable[..., Settings]) -> None:
@@ -49,4 +60,4 @@ async def test_several_failing_closes_are_all_raised(make_settings: Callable[...
         "metrics failed to close",
         "store failed to close",
     ]
-    assert closed == ["metrics", "llm", "retriever", "store", "embedder"]
+    assert closed == ALL_PARTS
