@@ -1,7 +1,8 @@
 """Fixtures shared by every test. Area-specific fixtures live in the conftest.py of their folder.
 
-Real parts only: the real embedding model, a real SQLite store under tmp_path, a real vLLM CPU server
-(`vllm_server`, started once per session; set RAGCHAT_TEST_VLLM_URL to reuse a running one).
+Real parts only: the real embedding model, a real SQLite store under tmp_path, a real PostgreSQL server
+(`postgres_server`/`postgres_url`, tests/support/postgres.py), a real vLLM CPU server (`vllm_server`,
+started once per session; set RAGCHAT_TEST_VLLM_URL to reuse a running one).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import pytest
 from ragchat.config import Settings
 from ragchat.infra.embeddings import Embedder
 
-pytest_plugins = ["tests.support.vllm", "tests.support.oidc_provider"]
+pytest_plugins = [
+    "tests.support.vllm",
+    "tests.support.oidc_provider",
+    "tests.support.postgres",
+    "tests.support.stores",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

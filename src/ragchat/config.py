@@ -53,6 +53,28 @@ class Settings(BaseSettings):
         "postgresql://USER:PASSWORD@HOST/DB (any libpq form, e.g. postgresql:///DB?host=/run/postgresql) "
         "for a PostgreSQL server shared by several app replicas.",
     )
+    hnsw_m: int = Field(
+        16,
+        validation_alias="RAGCHAT_HNSW_M",
+        ge=2,
+        le=100,
+        description="PostgreSQL store: links per node of the pgvector HNSW index (used when the index is "
+        "built, i.e. when the embedding model is first recorded; rebuild the index to change it).",
+    )
+    hnsw_ef_construction: int = Field(
+        64,
+        validation_alias="RAGCHAT_HNSW_EF_CONSTRUCTION",
+        ge=4,
+        le=1000,
+        description="PostgreSQL store: candidate list size while building the HNSW index.",
+    )
+    hnsw_ef_search: int = Field(
+        100,
+        validation_alias="RAGCHAT_HNSW_EF_SEARCH",
+        ge=1,
+        le=1000,
+        description="PostgreSQL store: candidate list size per vector query (higher: better recall, slower).",
+    )
     model_cache_dir: Path | None = Field(
         None,
         validation_alias="RAGCHAT_MODEL_CACHE_DIR",

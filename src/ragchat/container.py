@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio.to_thread
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from ragchat import __version__
 from ragchat.config import Settings
@@ -21,7 +22,7 @@ from ragchat.core.jobs import IngestJobs, JobPolicy
 from ragchat.core.rates import RequestRates
 from ragchat.core.retrieve import HybridRetriever
 from ragchat.core.sso import SingleSignOn
-from ragchat.infra.db import open_database
+from ragchat.infra.db import engine_url, open_database
 from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
 from ragchat.infra.identity import IdentityStore
@@ -33,6 +34,7 @@ from ragchat.infra.oidc import OidcClient, OidcConfig
 from ragchat.infra.parsing import ParserPool
 from ragchat.infra.pending_logins import PendingLoginStore
 from ragchat.infra.store import ChunkStore
+from ragchat.infra.store.postgres import HnswParameters, PostgresChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
 from ragchat.observability import AppMetrics
 
@@ -97,8 +99,18 @@ class Services:
 
 
 def open_store(settings: Settings) -> ChunkStore:
-    """The document store under RAGCHAT_DATA_DIR (created on first use). Blocking: call from a thread."""
-    return SqliteChunkStore(settings.database_path)
+    """The document store: PostgreSQL when RAGCHAT_DATABASE_URL names one, else the SQLite file (under
+    RAGCHAT_DATA_DIR, or the one a sqlite:/// URL names), created on first use. Blocking: call from a
+    thread."""
+    url = make_url(engine_url(settings.resolved_database_url))
+    if url.get_backend_name() == "postgresql":
+        hnsw = HnswParameters(
+            m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+            ef_search=settings.hnsw_ef_search,
+        )
+        return PostgresChunkStore(settings.resolved_database_url, hnsw=hnsw)
+    return SqliteChunkStore(Path(url.database) if url.database else settings.database_path)
 
 
 def open_access(settings: Settings, engine: Engine | None = None) -> AccessService:

@@ -1,18 +1,21 @@
-"""SIGKILL a real `ragchat ingest` process mid-run: no partial document survives, and re-running the ingest
-completes the rest with zero duplicates."""
+"""SIGKILL a real `ragchat ingest` process mid-run, on each store (SQLite, PostgreSQL): no partial document
+survives, and re-running the ingest completes the rest with zero duplicates."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ragchat.infra.store.sqlite import SqliteChunkStore
+import sqlalchemy.exc
+from sqlalchemy import create_engine
+
+from ragchat.infra.db import engine_url
 from tests.support.sample_files import write
+from tests.support.stores import StoreBackend
 
 FILES = 24
 SUBJECTS = ("harbour", "glacier", "orchard", "comet", "violin", "desert", "lantern", "meadow", "canyon")
@@ -37,61 +40,73 @@ def ragchat_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from ragchat.cli.main import main; main()", *args]
 
 
-def committed_documents(database: Path) -> int:
-    if not database.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+def committed_documents(backend: StoreBackend) -> int:
+    if backend.engine == "sqlite":
+        database = backend.data_dir / "ragchat.sqlite3"
+        if not database.exists():
+            return 0
+        url = f"sqlite:///file:{database}?mode=ro&uri=true"
+    else:
+        url = backend.url
+    engine = create_engine(engine_url(url))
     try:
-        return int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
-    except sqlite3.OperationalError:  # schema not created yet
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM documents").scalar_one())
+    except sqlalchemy.exc.DBAPIError:  # schema not created yet
         return 0
     finally:
-        conn.close()
+        engine.dispose()
 
 
-def consistency(database: Path) -> dict[str, int]:
+def consistency(backend: StoreBackend) -> dict[str, int]:
     """Checks that every stored document is whole; returns counts."""
-    conn = sqlite3.connect(database)
+    engine = create_engine(engine_url(backend.url))
     try:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        partial = conn.execute(
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if backend.engine == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA integrity_check").fetchone() == ("ok",)
+        partial = conn.exec_driver_sql(
             "SELECT d.path, d.chunk_count, count(c.id)"
             " FROM documents d LEFT JOIN chunks c ON c.document_id = d.id"
             " GROUP BY d.id HAVING count(c.id) != d.chunk_count OR d.chunk_count = 0"
         ).fetchall()
         assert partial == [], f"documents with missing chunks: {partial}"
-        orphans = conn.execute(
+        orphans = conn.exec_driver_sql(
             "SELECT count(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)"
         ).fetchone()[0]
         assert orphans == 0
-        duplicates = conn.execute(
+        duplicates = conn.exec_driver_sql(
             "SELECT path, count(*) FROM documents GROUP BY collection, path HAVING count(*) > 1"
         ).fetchall()
         assert duplicates == []
-        chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        store = SqliteChunkStore(database)  # the keyword index a restarted app builds
+        chunks = conn.exec_driver_sql("SELECT count(*) FROM chunks").scalar_one()
+        store = backend.open()  # the keyword index a restarted app builds
         try:
             # Every chunk mentions "Report" in its text or heading.
             assert len(store.keyword_search("default", "report", chunks + 10)) == chunks
         finally:
             store.close()
-        return {
-            "documents": conn.execute("SELECT count(*) FROM documents").fetchone()[0],
+        counts = {
+            "documents": conn.exec_driver_sql("SELECT count(*) FROM documents").scalar_one(),
             "chunks": chunks,
-            "max_revision": conn.execute("SELECT coalesce(max(revision), 0) FROM documents").fetchone()[0],
+            "max_revision": conn.exec_driver_sql(
+                "SELECT coalesce(max(revision), 0) FROM documents"
+            ).scalar_one(),
         }
-    finally:
         conn.close()
+        return counts
+    finally:
+        engine.dispose()
 
 
-def test_sigkill_mid_ingest_leaves_whole_documents_and_rerun_has_no_duplicates(tmp_path: Path) -> None:
+def test_sigkill_mid_ingest_leaves_whole_documents_and_rerun_has_no_duplicates(
+    tmp_path: Path, store_backend: StoreBackend
+) -> None:
     corpus = tmp_path / "corpus"
     make_corpus(corpus)
-    data_dir = tmp_path / "data"
-    database = data_dir / "ragchat.sqlite3"
     env = {
         **os.environ,
-        "RAGCHAT_DATA_DIR": str(data_dir),
+        **store_backend.environment(),
         "EMBEDDING_BATCH_SIZE": "4",  # small batches: documents commit a few at a time
         "HF_HUB_OFFLINE": "1",
     }
@@ -105,7 +120,7 @@ def test_sigkill_mid_ingest_leaves_whole_documents_and_rerun_has_no_duplicates(t
     )
     try:
         deadline = time.monotonic() + 300
-        while committed_documents(database) == 0:
+        while committed_documents(store_backend) == 0:
             assert process.poll() is None, (
                 f"ingest ended before it could be killed:\n{(tmp_path / 'first-run.log').read_text()}"
             )
@@ -119,9 +134,9 @@ def test_sigkill_mid_ingest_leaves_whole_documents_and_rerun_has_no_duplicates(t
             process.wait()
         log.close()
 
-    after_kill = consistency(database)
+    after_kill = consistency(store_backend)
     assert 0 < after_kill["documents"] < FILES, "the kill should land mid-ingest"
-    store = SqliteChunkStore(database)  # what a restarted app sees
+    store = store_backend.open()  # what a restarted app sees
     try:
         survivors = {record.path: record for record in store.list_documents()}
         assert len(survivors) == after_kill["documents"]
@@ -132,10 +147,10 @@ def test_sigkill_mid_ingest_leaves_whole_documents_and_rerun_has_no_duplicates(t
         ragchat_command("ingest", str(corpus)), env=env, capture_output=True, text=True, timeout=900
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    final = consistency(database)
+    final = consistency(store_backend)
     assert final["documents"] == FILES
     assert final["max_revision"] == 1, "documents committed before the kill were re-written"
-    store = SqliteChunkStore(database)
+    store = store_backend.open()
     try:
         records = {record.path: record for record in store.list_documents()}
         assert sorted(Path(path).name for path in records) == [f"report-{i:02d}.md" for i in range(FILES)]

@@ -1,31 +1,25 @@
-"""IngestService with the real loaders, chunker, embedding model and SQLite store."""
+"""IngestService with the real loaders, chunker, embedding model and each store (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from ragchat.config import Settings
 from ragchat.core.chunking import Chunker
 from ragchat.core.ingest import FileOutcome, IngestService, InvalidCollectionName, discover_files
+from ragchat.infra.db.schema import chunks
 from ragchat.infra.embeddings import Embedder
 from ragchat.infra.embeddings.factory import create_token_counter
 from ragchat.infra.loaders import load_document
-from ragchat.infra.store.sqlite import SqliteChunkStore
 from tests.support.sample_files import TOPICS, binary_bytes, write
+from tests.support.stores import AnyStore
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
-    chunk_store = SqliteChunkStore(tmp_path / "data" / "ragchat.sqlite3")
-    yield chunk_store
-    chunk_store.close()
-
-
-def make_service(store: SqliteChunkStore, embedder: Embedder, **options: int) -> IngestService:
+def make_service(store: AnyStore, embedder: Embedder, **options: int) -> IngestService:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     chunker = Chunker(create_token_counter(settings), settings.chunk_tokens, settings.chunk_overlap_tokens)
     limits = {"max_file_bytes": 100_000, "batch_chunks": 64} | options
@@ -52,13 +46,13 @@ class RecordingProgress:
         self.outcomes.append(outcome)
 
 
-def chunk_ids(store: SqliteChunkStore) -> list[str]:
-    conn = store._connection()
-    return [row[0] for row in conn.execute("SELECT id FROM chunks ORDER BY id")]
+def chunk_ids(store: AnyStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(chunks.c.id).order_by(chunks.c.id)).scalars())
 
 
 def test_reingesting_unchanged_files_changes_nothing(
-    store: SqliteChunkStore, embedder: Embedder, corpus: Path
+    store: AnyStore, embedder: Embedder, corpus: Path
 ) -> None:
     service = make_service(store, embedder)
     progress = RecordingProgress()
@@ -77,7 +71,7 @@ def test_reingesting_unchanged_files_changes_nothing(
     assert chunk_ids(store) == before_chunks
 
 
-def test_changed_file_replaces_its_chunks(store: SqliteChunkStore, embedder: Embedder, corpus: Path) -> None:
+def test_changed_file_replaces_its_chunks(store: AnyStore, embedder: Embedder, corpus: Path) -> None:
     service = make_service(store, embedder)
     service.ingest_paths([corpus], collection="default")
     original = store.find_document("default", str(corpus / "sourdough.txt"))
@@ -98,7 +92,7 @@ def test_changed_file_replaces_its_chunks(store: SqliteChunkStore, embedder: Emb
 
 
 def test_vectors_stay_with_their_document_across_batches(
-    store: SqliteChunkStore, embedder: Embedder, tmp_path: Path
+    store: AnyStore, embedder: Embedder, tmp_path: Path
 ) -> None:
     facts = {
         "whales.txt": "Blue whales are the largest animals ever known to have lived.",
@@ -120,7 +114,7 @@ def test_vectors_stay_with_their_document_across_batches(
 
 
 def test_bad_and_missing_files_are_skipped_with_reasons(
-    store: SqliteChunkStore, embedder: Embedder, corpus: Path
+    store: AnyStore, embedder: Embedder, corpus: Path
 ) -> None:
     write(corpus / "image.png", binary_bytes())
     write(corpus / "garbage.txt", binary_bytes())
@@ -147,7 +141,7 @@ def test_discover_files_walks_in_order_without_hidden_entries(tmp_path: Path) ->
     assert missing == [tmp_path / "gone"]
 
 
-async def test_upload_statuses(store: SqliteChunkStore, embedder: Embedder) -> None:
+async def test_upload_statuses(store: AnyStore, embedder: Embedder) -> None:
     service = make_service(store, embedder)
     text = TOPICS["volcanoes.md"].encode()
     added = await service.ingest_upload("volcanoes.md", text, collection="uploads")
@@ -167,7 +161,7 @@ async def test_upload_statuses(store: SqliteChunkStore, embedder: Embedder) -> N
     assert store.count_documents() == 1
 
 
-def test_collection_names_are_checked(store: SqliteChunkStore, embedder: Embedder, corpus: Path) -> None:
+def test_collection_names_are_checked(store: AnyStore, embedder: Embedder, corpus: Path) -> None:
     service = make_service(store, embedder)
     for bad in ("", "../x", "a b", "x" * 65, "-lead"):
         with pytest.raises(InvalidCollectionName):

@@ -1,23 +1,30 @@
-"""SqliteChunkStore on a real SQLite file: documents, atomic replace, delete, keyword and vector search."""
+"""The chunk store contract, run against both stores (a real SQLite file and a real PostgreSQL database):
+documents, atomic replace, delete, keyword and vector search; then what only one of them has."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy.exc
+from sqlalchemy import func, select
 
 from ragchat.domain import ChunkDraft
 from ragchat.infra.db.migrate import SQLITE_USER_VERSION, head_revision
-from ragchat.infra.store import StoreError
-from ragchat.infra.store import sqlite as sqlite_store
+from ragchat.infra.db.schema import chunks
+from ragchat.infra.store import StoreError, StoreUnavailable, vector_index
+from ragchat.infra.store.postgres import VECTOR_INDEX, PostgresChunkStore
 from ragchat.infra.store.sqlite import SqliteChunkStore
+from tests.support.postgres import PostgresServer
+from tests.support.stores import AnyStore, StoreBackend
 
 DIM = 8
 
@@ -43,14 +50,14 @@ def drafts(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
     chunk_store = SqliteChunkStore(tmp_path / "data" / "ragchat.sqlite3")
     yield chunk_store
     chunk_store.close()
 
 
 def put(
-    store: SqliteChunkStore,
+    store: AnyStore,
     path: str,
     text: str,
     vectors: list[np.ndarray],
@@ -72,7 +79,7 @@ def put(
     )
 
 
-def test_document_round_trip_keeps_offsets_heading_and_metadata(store: SqliteChunkStore) -> None:
+def test_document_round_trip_keeps_offsets_heading_and_metadata(store: AnyStore) -> None:
     text = "Volcanoes erupt lava. Sourdough needs a starter."
     chunks = [
         ChunkDraft(text[0:21], ("Earth", "Volcanoes"), 0, 21, 4),
@@ -110,21 +117,17 @@ def test_document_round_trip_keeps_offsets_heading_and_metadata(store: SqliteChu
     assert passages[0].collection == "c"
 
 
-def test_store_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "ragchat.sqlite3"
-    first = SqliteChunkStore(path)
+def test_store_survives_reopening(store_backend: StoreBackend) -> None:
+    first = store_backend.open()
     record = put(first, "a.txt", "persistent words here", [axis(0)])
     first.close()
-    second = SqliteChunkStore(path)
-    try:
-        assert second.get_document(record.id) == record
-        assert second.keyword_search("c", "persistent", 5)[0][0] == f"{record.id}-1-0"
-        assert second.vector_search("c", axis(0), 1)[0][0] == f"{record.id}-1-0"
-    finally:
-        second.close()
+    second = store_backend.open()
+    assert second.get_document(record.id) == record
+    assert second.keyword_search("c", "persistent", 5)[0][0] == f"{record.id}-1-0"
+    assert second.vector_search("c", axis(0), 1)[0][0] == f"{record.id}-1-0"
 
 
-def test_replace_keeps_id_and_swaps_every_chunk(store: SqliteChunkStore) -> None:
+def test_replace_keeps_id_and_swaps_every_chunk(store: AnyStore) -> None:
     old = put(store, "a.txt", "alpha bravo charlie delta", [axis(0), axis(1)])
     assert store.vector_search("c", axis(1), 1)[0][0] == f"{old.id}-1-1"  # loads the old vectors
 
@@ -139,10 +142,10 @@ def test_replace_keeps_id_and_swaps_every_chunk(store: SqliteChunkStore) -> None
     assert store.get_passages([f"{old.id}-1-0", f"{old.id}-1-1"]) == []
 
 
-def test_failed_replace_leaves_the_previous_version_whole(store: SqliteChunkStore) -> None:
+def test_failed_replace_leaves_the_previous_version_whole(store: AnyStore) -> None:
     old = put(store, "a.txt", "original sturdy text", [axis(0)])
     broken = [ChunkDraft("fine", (), 0, 4, 1), ChunkDraft(None, (), 4, 8, 1)]  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
         store.replace_document(
             collection="c",
             path="a.txt",
@@ -158,7 +161,7 @@ def test_failed_replace_leaves_the_previous_version_whole(store: SqliteChunkStor
     assert store.keyword_search("c", "sturdy", 5)[0][0] == f"{old.id}-1-0"
 
 
-def test_vectors_must_match_chunks(store: SqliteChunkStore) -> None:
+def test_vectors_must_match_chunks(store: AnyStore) -> None:
     with pytest.raises(StoreError, match="one vector per chunk"):
         store.replace_document(
             collection="c",
@@ -172,7 +175,7 @@ def test_vectors_must_match_chunks(store: SqliteChunkStore) -> None:
     assert store.count_documents() == 0
 
 
-def test_delete_removes_every_trace(store: SqliteChunkStore) -> None:
+def test_delete_removes_every_trace(store: AnyStore, store_backend: StoreBackend) -> None:
     keep = put(store, "keep.txt", "lighthouse keeper", [axis(0)])
     gone = put(store, "gone.txt", "lighthouse lamp oil", [axis(0), axis(1)])
     assert len(store.vector_search("c", axis(0), 10)) == 3
@@ -183,22 +186,15 @@ def test_delete_removes_every_trace(store: SqliteChunkStore) -> None:
     assert store.list_documents() == [keep]
     assert [cid for cid, _ in store.keyword_search("c", "lighthouse lamp", 10)] == [f"{keep.id}-1-0"]
     assert [cid for cid, _ in store.vector_search("c", axis(1), 10)] == [f"{keep.id}-1-0"]
-    conn = sqlite3.connect(store.path)
-    try:
-        assert conn.execute("SELECT count(*) FROM chunks WHERE document_id = ?", (gone.id,)).fetchone() == (
-            0,
-        )
-    finally:
-        conn.close()
-    reopened = SqliteChunkStore(store.path)  # indexes built afresh from the file
-    try:
-        assert reopened.keyword_search("c", "oil", 10) == []
-        assert [cid for cid, _ in reopened.keyword_search("c", "lighthouse", 10)] == [f"{keep.id}-1-0"]
-    finally:
-        reopened.close()
+    with store.engine.connect() as conn:
+        count = select(func.count()).select_from(chunks).where(chunks.c.document_id == gone.id)
+        assert conn.execute(count).scalar_one() == 0
+    reopened = store_backend.open()  # indexes built afresh from the database
+    assert reopened.keyword_search("c", "oil", 10) == []
+    assert [cid for cid, _ in reopened.keyword_search("c", "lighthouse", 10)] == [f"{keep.id}-1-0"]
 
 
-def test_collections_are_separate(store: SqliteChunkStore) -> None:
+def test_collections_are_separate(store: AnyStore) -> None:
     a = put(store, "same.txt", "shared harbour words", [axis(0)], collection="a")
     b = put(store, "same.txt", "shared harbour words", [axis(0)], collection="b")
     assert a.id != b.id
@@ -213,7 +209,7 @@ def test_collections_are_separate(store: SqliteChunkStore) -> None:
     assert store.keyword_search("missing", "harbour", 10) == []
 
 
-def test_keyword_search_ranks_by_bm25_and_stems(store: SqliteChunkStore) -> None:
+def test_keyword_search_ranks_by_bm25_and_stems(store: AnyStore) -> None:
     strong = put(
         store, "strong.txt", "Running runners run: the marathon runner ran a running race.", [axis(0)]
     )
@@ -249,27 +245,27 @@ def test_keyword_search_ranks_by_bm25_and_stems(store: SqliteChunkStore) -> None
         "{text heading}: lighthouse",
     ],
 )
-def test_keyword_search_never_raises_on_punctuation(store: SqliteChunkStore, query: str) -> None:
+def test_keyword_search_never_raises_on_punctuation(store: AnyStore, query: str) -> None:
     put(store, "a.txt", "lighthouse keeper AND near the value column", [axis(0)])
     hits = store.keyword_search("c", query, 5)
     assert isinstance(hits, list)
     assert store.count_documents() == 1
 
 
-def test_keyword_search_folds_case_and_accents_and_splits_identifiers(store: SqliteChunkStore) -> None:
+def test_keyword_search_folds_case_and_accents_and_splits_identifiers(store: AnyStore) -> None:
     doc = put(store, "a.txt", "Call shutil.copytree(src, dst, dirs_exist_ok=True) at the Café.", [axis(0)])
     for query in ["SHUTIL", "copytree", "dirs exist", "cafe", "café", "exists"]:
         assert [cid for cid, _ in store.keyword_search("c", query, 5)] == [f"{doc.id}-1-0"], query
 
 
-def test_keyword_search_weighs_heading_words_less_than_text_words(store: SqliteChunkStore) -> None:
+def test_keyword_search_weighs_heading_words_less_than_text_words(store: AnyStore) -> None:
     in_heading = put(store, "h.txt", "unrelated words follow", [axis(0)], heading=("Sockets",))
     in_text = put(store, "t.txt", "sockets words follow x", [axis(1)], heading=("Other",))
     hits = store.keyword_search("c", "sockets", 5)
     assert [cid for cid, _ in hits] == [f"{in_text.id}-1-0", f"{in_heading.id}-1-0"]
 
 
-def test_a_very_long_query_is_searched(store: SqliteChunkStore) -> None:
+def test_a_very_long_query_is_searched(store: AnyStore) -> None:
     doc = put(store, "a.txt", "needle in a haystack", [axis(0)])
     query = " ".join(f"filler{i}" for i in range(5000)) + " needle " + "x" * 500
     # Only the first 64 distinct words count: the needle, past them, is not searched.
@@ -338,7 +334,7 @@ def test_a_database_of_schema_1_is_migrated_with_its_documents(tmp_path: Path) -
         conn.close()
 
 
-def test_vector_search_is_exact_cosine_best_first(store: SqliteChunkStore) -> None:
+def test_vector_search_is_exact_cosine_best_first(store: AnyStore) -> None:
     doc = put(store, "a.txt", "aaaa bbbb cccc dddd", [unit(1, 0), unit(1, 1), unit(0, 1), unit(-1, 0)])
     hits = store.vector_search("c", unit(1, 0.2), 3)
     assert [cid for cid, _ in hits] == [f"{doc.id}-1-0", f"{doc.id}-1-1", f"{doc.id}-1-2"]
@@ -346,7 +342,9 @@ def test_vector_search_is_exact_cosine_best_first(store: SqliteChunkStore) -> No
     assert len(store.vector_search("c", unit(1, 0), 100)) == 4
 
 
-def test_search_indexes_follow_commits_from_another_process(store: SqliteChunkStore) -> None:
+def test_search_indexes_follow_commits_from_another_process(
+    store: AnyStore, store_backend: StoreBackend
+) -> None:
     mine = put(store, "mine.txt", "local words", [axis(0)])
     assert [cid for cid, _ in store.vector_search("c", axis(3), 5)] == [f"{mine.id}-1-0"]
     assert [cid for cid, _ in store.keyword_search("c", "words", 5)] == [f"{mine.id}-1-0"]
@@ -356,8 +354,9 @@ def test_search_indexes_follow_commits_from_another_process(store: SqliteChunkSt
         import numpy as np
         from pathlib import Path
         from ragchat.domain import ChunkDraft
-        from ragchat.infra.store.sqlite import SqliteChunkStore
-        store = SqliteChunkStore(Path({str(store.path)!r}))
+        from ragchat.config import Settings
+        from ragchat.container import open_store
+        store = open_store(Settings(_env_file=None))
         vector = np.zeros({DIM}, dtype=np.float32); vector[3] = 1.0
         store.replace_document(collection="c", path="theirs.txt", content_hash="x", title=None, char_count=5,
                                chunks=[ChunkDraft("other", (), 0, 5, 1)], vectors=vector[None, :])
@@ -366,7 +365,8 @@ def test_search_indexes_follow_commits_from_another_process(store: SqliteChunkSt
         store.close()
         """
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    env = {**os.environ, **store_backend.environment()}
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=env)
 
     theirs = store.find_document("c", "theirs.txt")
     assert theirs is not None
@@ -376,7 +376,7 @@ def test_search_indexes_follow_commits_from_another_process(store: SqliteChunkSt
     assert store.get_document(mine.id) is None
 
 
-def test_concurrent_writers_and_readers_from_threads(store: SqliteChunkStore) -> None:
+def test_concurrent_writers_and_readers_from_threads(store: AnyStore) -> None:
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
@@ -410,7 +410,7 @@ def test_concurrent_writers_and_readers_from_threads(store: SqliteChunkStore) ->
     assert len(store.vector_search("c", axis(0), 1000)) == 60
 
 
-def test_index_compacts_after_many_deletes(store: SqliteChunkStore) -> None:
+def test_index_compacts_after_many_deletes(store: AnyStore) -> None:
     records = [put(store, f"{i}.txt", f"document number {i}", [unit(1, i)]) for i in range(20)]
     store.vector_search("c", axis(0), 1)
     for record in records[:15]:
@@ -419,7 +419,7 @@ def test_index_compacts_after_many_deletes(store: SqliteChunkStore) -> None:
     assert sorted(cid for cid, _ in hits) == sorted(f"{r.id}-1-0" for r in records[15:])
 
 
-def test_embedding_model_is_pinned(store: SqliteChunkStore) -> None:
+def test_embedding_model_is_pinned(store: AnyStore) -> None:
     store.check_embedding_model("all-MiniLM-L6-v2", 384)
     store.check_embedding_model("all-MiniLM-L6-v2", 384)
     with pytest.raises(StoreError, match="new RAGCHAT_DATA_DIR"):
@@ -435,8 +435,9 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("with_tombstones", [False, True])
 def test_a_vector_scan_split_across_cores_finds_the_same_top_k(
-    store: SqliteChunkStore, monkeypatch: pytest.MonkeyPatch, with_tombstones: bool
+    sqlite_store: AnyStore, monkeypatch: pytest.MonkeyPatch, with_tombstones: bool
 ) -> None:
+    store = sqlite_store
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(40, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -449,8 +450,8 @@ def test_a_vector_scan_split_across_cores_finds_the_same_top_k(
     query /= np.linalg.norm(query)
     whole = store.vector_search("c", query, 12)
 
-    monkeypatch.setattr(sqlite_store, "_SCAN_PART_COLUMNS", 5)  # 40 columns: 3 parts on 3 "cores"
-    monkeypatch.setattr(sqlite_store, "_CORES", 3)
+    monkeypatch.setattr(vector_index, "_SCAN_PART_COLUMNS", 5)  # 40 columns: 3 parts on 3 "cores"
+    monkeypatch.setattr(vector_index, "_CORES", 3)
     split = store.vector_search("c", query, 12)
     # Same chunks in the same order; a part's dot products may round differently in the last bit.
     assert [chunk_id for chunk_id, _ in split] == [chunk_id for chunk_id, _ in whole]
@@ -459,7 +460,7 @@ def test_a_vector_scan_split_across_cores_finds_the_same_top_k(
     assert [score for _, score in split] == pytest.approx([score for score, _ in expected], abs=1e-6)
 
 
-def test_prepare_search_builds_the_indexes_a_search_then_uses(store: SqliteChunkStore) -> None:
+def test_prepare_search_builds_the_indexes_a_search_then_uses(store: AnyStore) -> None:
     store.prepare_search("missing")  # nothing to build, no error
     doc = put(store, "a.txt", "prepared words", [axis(0)])
     store.prepare_search("c")
@@ -467,7 +468,8 @@ def test_prepare_search_builds_the_indexes_a_search_then_uses(store: SqliteChunk
     assert [cid for cid, _ in store.vector_search("c", axis(0), 5)] == [f"{doc.id}-1-0"]
 
 
-def test_a_failed_index_build_is_retried_from_scratch(store: SqliteChunkStore) -> None:
+def test_a_failed_index_build_is_retried_from_scratch(sqlite_store: AnyStore) -> None:
+    store = sqlite_store
     good = put(store, "good.txt", "well formed words", [axis(0)])
     bad = put(store, "bad.txt", "short", [np.ones(DIM // 2, dtype=np.float32)])  # another model's vectors
     with pytest.raises(StoreError, match="another dimension"):
@@ -475,3 +477,69 @@ def test_a_failed_index_build_is_retried_from_scratch(store: SqliteChunkStore) -
     store.delete_document(bad.id)
     assert [cid for cid, _ in store.keyword_search("c", "words", 5)] == [f"{good.id}-1-0"]
     assert [cid for cid, _ in store.vector_search("c", axis(0), 5)] == [f"{good.id}-1-0"]
+
+
+# --- PostgreSQL only ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[PostgresChunkStore]:
+    chunk_store = PostgresChunkStore(postgres_url)
+    yield chunk_store
+    chunk_store.close()
+
+
+def test_recording_the_model_builds_the_hnsw_index_that_searches_use(pg_store: PostgresChunkStore) -> None:
+    doc = put(pg_store, "a.txt", "aaaa bbbb cccc dddd", [unit(1, 0), unit(1, 1), unit(0, 1), unit(-1, 0)])
+    pg_store.check_embedding_model("test-model", DIM)
+    pg_store.check_embedding_model("test-model", DIM)  # a second replica: the index is there already
+    with pg_store.engine.connect() as conn:
+        column_type = conn.exec_driver_sql(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"
+        ).scalar_one()
+        assert column_type == f"vector({DIM})"
+        conn.exec_driver_sql("SET enable_seqscan = off")  # a 4-row table: make the planner show its index
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.exec_driver_sql(
+                "EXPLAIN SELECT id FROM chunks WHERE collection = 'c'"
+                f" ORDER BY embedding <=> '{[1.0] + [0.0] * (DIM - 1)}' LIMIT 3"
+            )
+        )
+        assert VECTOR_INDEX in plan
+    hits = pg_store.vector_search("c", unit(1, 0.2), 3)
+    assert [cid for cid, _ in hits] == [f"{doc.id}-1-0", f"{doc.id}-1-1", f"{doc.id}-1-2"]
+
+
+def test_a_small_collection_among_large_ones_gets_its_k_results(pg_store: PostgresChunkStore) -> None:
+    rng = np.random.default_rng(3)
+    big = rng.normal(size=(400, DIM)).astype(np.float32)
+    big /= np.linalg.norm(big, axis=1, keepdims=True)
+    for i in range(0, 400, 40):
+        put(pg_store, f"big-{i}.txt", "filler " * 40, list(big[i : i + 40]), collection="big")
+    small = put(
+        pg_store, "s.txt", "one two three four five", [unit(1, 0.1 * i) for i in range(5)], collection="s"
+    )
+    pg_store.check_embedding_model("test-model", DIM)  # HNSW over all 405 rows
+    hits = pg_store.vector_search("s", unit(-1, 0), 5)
+    assert sorted(cid for cid, _ in hits) == sorted(f"{small.id}-1-{i}" for i in range(5))
+
+
+def test_an_unreachable_server_raises_store_unavailable_then_recovers(
+    postgres_server_factory: Callable[[], PostgresServer],
+) -> None:
+    server = postgres_server_factory()
+    store = PostgresChunkStore(server.create_database())
+    try:
+        doc = put(store, "a.txt", "before the restart", [axis(0)])
+        server.stop()
+        with pytest.raises(StoreUnavailable, match="unavailable"):
+            store.get_document(doc.id)
+        with pytest.raises(StoreUnavailable):
+            store.vector_search("c", axis(0), 1)
+        server.start()
+        assert store.get_document(doc.id) == doc  # the pool dropped its dead connections
+        assert store.keyword_search("c", "restart", 1)[0][0] == f"{doc.id}-1-0"
+    finally:
+        store.close()

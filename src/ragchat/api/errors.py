@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -46,10 +47,12 @@ from ragchat.infra.llm import (
     LLMTimeout,
     LLMUnavailable,
 )
+from ragchat.infra.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR_MESSAGE = "internal error; the server log has the details"
+DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable right now; try again in a moment"
 
 ERRORS: dict[type[Exception], tuple[int, str]] = {
     RequestRefused: (400, "invalid_request"),
@@ -137,6 +140,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             error_body(error.status_code, error.code, error.message), error.status_code, headers=error.headers
         )
+
     app.add_exception_handler(AccessError, access_error_response)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
@@ -152,10 +156,25 @@ def install(app: FastAPI) -> None:
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
         return JSONResponse(error_body(exc.status_code, code, str(exc.detail)), exc.status_code)
 
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The details (host, socket path) go to the log only; the client learns what to do.
+        reason = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None else exc
+        logger.warning("%s %s: %s", request.method, request.url.path, str(reason).strip().splitlines()[0])
+        return JSONResponse(
+            error_body(503, "database_unavailable", DATABASE_UNAVAILABLE_MESSAGE),
+            503,
+            headers={"Retry-After": "1"},
+        )
+
+    # The chunk store turns these into StoreUnavailable itself; the identity rows come here directly.
+    for unreachable in (StoreUnavailable, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+        app.add_exception_handler(unreachable, _database_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body(500, "internal_error", INTERNAL_ERROR_MESSAGE), 500)
+
 
 # --- identity and access (ragchat.core.access) ---------------------------------------------------------
 # Domain error -> (HTTP status, error type); the most specific class wins (CsrfFailed is a Forbidden).

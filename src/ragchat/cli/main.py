@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ragchat.cli import access, bench, chat, corpus, ops
+from ragchat.cli import access, bench, chat, corpus, database, ops
 
 app = typer.Typer(
     name="ragchat",
@@ -18,7 +18,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-for module in (corpus, chat, bench, ops, access):
+for module in (corpus, chat, bench, ops, access, database):
     module.register(app)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ragchat.infra.db import write_transaction
+from ragchat.infra.db import IDENTITY_WRITES, write_transaction
 from ragchat.infra.db.schema import (
     api_keys,
     audit_log,
@@ -162,7 +162,7 @@ class IdentityStore:
         """Insert a user; `NameTaken` if the name is in use. With `only_if_none`, insert only while the
         table is empty (checked under the write lock) and return None otherwise: the first-start admin."""
         try:
-            with write_transaction(self.engine) as conn:
+            with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
                 if only_if_none and conn.execute(select(func.count()).select_from(users)).scalar_one():
                     return None
                 conn.execute(
@@ -191,20 +191,20 @@ class IdentityStore:
 
     def set_user_active(self, user_id: int, active: bool) -> None:
         """Enable or disable a user; disabling also deletes every session of theirs."""
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(active=active))
             if not active:
                 conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
 
     def set_password_hash(self, user_id: int, password_hash: str | None) -> None:
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
     # --- groups ----------------------------------------------------------------------------------------
 
     def add_group(self, name: str, *, created_at: str) -> int:
         try:
-            with write_transaction(self.engine) as conn:
+            with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
                 result = conn.execute(insert(groups).values(name=name, created_at=created_at))
                 return int(result.inserted_primary_key[0])  # type: ignore[index]
         except IntegrityError:
@@ -216,7 +216,7 @@ class IdentityStore:
         return None if found is None else int(found)
 
     def set_membership(self, group_id: int, user_id: int, member: bool) -> None:
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(
                 delete(group_members).where(
                     and_(group_members.c.group_id == group_id, group_members.c.user_id == user_id)
@@ -232,7 +232,7 @@ class IdentityStore:
         wanted = set(names)
         if {name for _, name in self.groups_of(user_id)} == wanted:
             return False
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             current = {
                 str(row.name): int(row.id)
                 for row in conn.execute(
@@ -299,7 +299,7 @@ class IdentityStore:
         created_at: str,
         expires_at: str | None,
     ) -> None:
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(
                 insert(api_keys).values(
                     id=key_id,
@@ -345,7 +345,7 @@ class IdentityStore:
 
     def revoke_key(self, key_id: str, *, at: str) -> bool:
         """Mark the key revoked (if it is not already); False if there is no such key."""
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             found = conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first()
             if found is None:
                 return False
@@ -375,7 +375,7 @@ class IdentityStore:
     def add_session(
         self, *, token_hash: str, user_id: int, csrf_token: str, created_at: str, expires_at: str
     ) -> None:
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(delete(sessions).where(sessions.c.expires_at < created_at))  # keep the table small
             conn.execute(
                 insert(sessions).values(
@@ -443,16 +443,20 @@ class IdentityStore:
 
     def add_collection(self, name: str, *, owner_id: int | None, if_missing: bool = False) -> bool:
         """Create an empty collection; `NameTaken` if it exists (or, with `if_missing`, return False)."""
-        with write_transaction(self.engine) as conn:
-            if conn.execute(select(collections.c.id).where(collections.c.name == name)).first() is not None:
-                if if_missing:
-                    return False
-                raise NameTaken(name)
-            conn.execute(insert(collections).values(name=name, owner_id=owner_id))
-        return True
+        try:
+            with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
+                query = select(collections.c.id).where(collections.c.name == name)
+                taken = conn.execute(query).first() is not None
+                if not taken:
+                    conn.execute(insert(collections).values(name=name, owner_id=owner_id))
+        except IntegrityError:  # made at this moment by an upload (which does not take the identity lock)
+            taken = True
+        if taken and not if_missing:
+            raise NameTaken(name)
+        return not taken
 
     def set_collection_owner(self, name: str, owner_id: int | None) -> None:
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(update(collections).where(collections.c.name == name).values(owner_id=owner_id))
 
     def collection_access(
@@ -539,7 +543,7 @@ class IdentityStore:
         return sorted(grants, key=lambda grant: (grant.kind, grant.principal_name))
 
     def put_grant(self, collection: str, kind: str, principal_id: int, permission: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(
                 delete(collection_grants).where(
                     and_(
@@ -559,7 +563,7 @@ class IdentityStore:
             )
 
     def delete_grant(self, collection: str, kind: str, principal_id: int) -> bool:
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             result = conn.execute(
                 delete(collection_grants).where(
                     and_(

@@ -8,7 +8,8 @@ bytes stay in the job's file rows until the file is settled, so a job survives a
 Claiming is safe with several app processes on one database: on PostgreSQL the candidate row is locked
 with `SELECT ... FOR UPDATE SKIP LOCKED` (a second claimer skips it instead of waiting), and everywhere the
 claim is an `UPDATE ... WHERE status = <what was read>` whose row count says whether this process won; on
-SQLite the claim's transaction also holds the database's write lock from its start. A running job whose
+SQLite the claim's transaction also holds the database's write lock from its start. Queuing takes turns
+(SQLite's write lock, a PostgreSQL advisory lock), so the queue's bound holds across processes. A running job whose
 heartbeat is older than the lease is claimed again (its process was killed). Every method blocks: call
 them from a worker thread.
 """
@@ -105,7 +106,7 @@ class JobStore:
         """Queue a job with `files` (their bytes are copied into the database) and return its id; None,
         with nothing stored, when `max_unfinished` jobs are already queued or running."""
         job_id = uuid.uuid4().hex
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize="ingest-jobs-create") as conn:
             unfinished = conn.execute(
                 select(func.count()).select_from(ingest_jobs).where(ingest_jobs.c.status != "done")
             ).scalar_one()

@@ -167,9 +167,7 @@ class OidcClient:
             )
         return AuthorizationRequest(url=url, state=state, nonce=nonce, code_verifier=code_verifier)
 
-    async def complete(
-        self, *, code: str, redirect_uri: str, code_verifier: str, nonce: str
-    ) -> OidcIdentity:
+    async def complete(self, *, code: str, redirect_uri: str, code_verifier: str, nonce: str) -> OidcIdentity:
         """Exchange `code` for tokens, check the ID token and return who logged in."""
         metadata = await self.metadata()
         async with self._oauth_client(redirect_uri) as client:
@@ -239,9 +237,7 @@ class OidcClient:
         endpoint = (await self.metadata()).get("userinfo_endpoint")
         if not isinstance(endpoint, str):
             return {}
-        info = await self._get_json(
-            endpoint, "userinfo", headers={"Authorization": f"Bearer {access_token}"}
-        )
+        info = await self._get_json(endpoint, "userinfo", headers={"Authorization": f"Bearer {access_token}"})
         if info.get("sub") != subject:
             raise OidcError("sso_login_failed", "the userinfo endpoint describes another subject")
         return info

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select
 
-from ragchat.infra.db import write_transaction
+from ragchat.infra.db import IDENTITY_WRITES, write_transaction
 from ragchat.infra.db.schema import oidc_logins
 
 
@@ -45,7 +45,7 @@ class PendingLoginStore:
     def put(self, state: str, login: PendingLogin) -> None:
         """Remember a login sent with `state` (expired ones are dropped on the way)."""
         now = datetime.now(UTC)
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(delete(oidc_logins).where(oidc_logins.c.expires_at < _iso(now)))
             conn.execute(
                 insert(oidc_logins).values(
@@ -62,7 +62,7 @@ class PendingLoginStore:
         """The login sent with `state`, removed so it cannot be used again; None if unknown, used or
         expired."""
         key = _hash(state)
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             row = conn.execute(select(oidc_logins).where(oidc_logins.c.state_hash == key)).first()
             if row is None:
                 return None

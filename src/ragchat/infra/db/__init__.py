@@ -12,18 +12,23 @@ Alembic migrations (`migrations/`, run by `upgrade_database`) for both engines.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 # How long a SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
 _BEGIN_MODE = "ragchat_sqlite_begin"
+
+IDENTITY_WRITES = "ragchat.identity"
+"""The `write_transaction` lock of identity rows (users, keys, sessions, grants, collections, logins): their
+writes are few and each checks before it writes, so on PostgreSQL they take turns, as on SQLite."""
 
 
 class DatabaseError(Exception):
@@ -84,10 +89,15 @@ def create_database_engine(url: str) -> Engine:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, *, serialize: str | None = None) -> Iterator[Connection]:
     """A transaction that will write after reading: on SQLite it takes the write lock at BEGIN (waiting
-    for another writer instead of failing half-way); on PostgreSQL it is an ordinary transaction."""
+    for another writer instead of failing half-way); on PostgreSQL it is an ordinary transaction, in which
+    the writers that name the same `serialize` lock take turns (a transaction-level advisory lock), as
+    every writer does under SQLite's one write lock. Use it where a check and the write it decides must
+    not interleave with another process's (e.g. "create the first admin if there are no users")."""
     with engine.execution_options(**{_BEGIN_MODE: "IMMEDIATE"}).begin() as conn:
+        if serialize is not None and conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(serialize.encode())})
         yield conn
 
 

@@ -7,6 +7,10 @@ these tables on both engines). Documents and chunks are written by the chunk sto
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     Boolean,
     Column,
@@ -19,8 +23,40 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 metadata = MetaData()
+
+
+def embedding_column_type() -> TypeEngine[Any]:
+    """How a chunk's vector is stored: float32 bytes (a BLOB) in SQLite, pgvector's `vector` in PostgreSQL
+    (searched there with an HNSW index; its dimension is fixed when the embedding model is recorded)."""
+    return LargeBinary().with_variant(VECTOR(), "postgresql")
+
+
+class Embedding(TypeDecorator[np.ndarray]):
+    """A chunk's vector as a float32 numpy array on both engines."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(VECTOR() if dialect.name == "postgresql" else LargeBinary())
+
+    def process_bind_param(self, value: np.ndarray | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        vector = np.ascontiguousarray(value, dtype=np.float32)
+        return vector if dialect.name == "postgresql" else vector.tobytes()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> np.ndarray | None:
+        if value is None:
+            return None
+        if isinstance(value, bytes | memoryview):
+            return np.frombuffer(value, dtype=np.float32)
+        return np.asarray(value, dtype=np.float32)
+
 
 meta = Table(
     "meta",
@@ -70,7 +106,7 @@ chunks = Table(
     Column("end", Integer, nullable=False),
     Column("token_count", Integer, nullable=False),
     Column("text", Text, nullable=False),
-    Column("embedding", LargeBinary, nullable=False),
+    Column("embedding", Embedding, nullable=False),
     Index("chunks_by_document", "document_id", "ordinal"),
     sqlite_autoincrement=True,
 )

@@ -1,8 +1,19 @@
 """Durable storage of documents, chunks and vectors, and search over them, behind one narrow interface.
 
-The interface is what a PostgreSQL/pgvector store would also implement: every write that changes a
-document is one transaction (`replace_document`, `delete_document`), and the two searches return chunk
-ids with scores so that fusion (in `ragchat.core.retrieve`) stays store-independent.
+Two implementations: `sqlite.SqliteChunkStore` (the embedded default) and `postgres.PostgresChunkStore`
+(a PostgreSQL server with pgvector shared by app replicas). Each is split by concern into modules both use:
+
+    rows.py            documents, chunks, collections through SQLAlchemy Core (one schema, both engines)
+    vector_index.py    exact cosine scan in memory (SQLite; PostgreSQL searches with pgvector HNSW)
+    keyword_index.py   BM25 keyword index in memory (tantivy), both stores
+    memory_indexes.py  keeps the in-memory indexes in step with the rows (generation / revision)
+
+Every write that changes a document is one transaction (`replace_document`, `delete_document`), and the
+two searches return chunk ids with scores so that fusion (in `ragchat.core.retrieve`) stays
+store-independent.
+
+    StoreError          cannot do what was asked (unreadable database, vectors of the wrong model, ...)
+    └── StoreUnavailable  the database cannot be reached now (HTTP 503 `database_unavailable`)
 """
 
 from __future__ import annotations
@@ -16,6 +27,10 @@ from ragchat.infra.embeddings import Vectors
 
 class StoreError(Exception):
     """The store cannot do what was asked (unreadable database, vectors of the wrong model, ...)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (a server restarting, a network cut); try again later."""
 
 
 class ChunkStore(Protocol):

@@ -1,4 +1,5 @@
-"""Documents, chunks and their vectors: the schema of ragchat 0.1 (SQLite schema 2, before Alembic).
+"""Documents, chunks and their vectors: the schema of ragchat 0.1 (SQLite schema 2, before Alembic); on
+PostgreSQL the `vector` extension and vectors as pgvector `vector` (the SQLite schema is unchanged).
 
 Revision ID: 0001
 Revises:
@@ -9,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from ragchat.infra.db.schema import embedding_column_type
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -16,6 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE EXTENSION IF NOT EXISTS vector")
     op.create_table(
         "meta",
         sa.Column("key", sa.Text, primary_key=True),
@@ -53,7 +58,9 @@ def upgrade() -> None:
         sa.Column("end", sa.Integer, nullable=False),
         sa.Column("token_count", sa.Integer, nullable=False),
         sa.Column("text", sa.Text, nullable=False),
-        sa.Column("embedding", sa.LargeBinary, nullable=False),
+        # float32 bytes in SQLite; pgvector's `vector` in PostgreSQL (its dimension and HNSW index come
+        # when the embedding model is recorded: PostgresChunkStore.check_embedding_model).
+        sa.Column("embedding", embedding_column_type(), nullable=False),
         sqlite_autoincrement=True,
     )
     op.create_index("chunks_by_document", "chunks", ["document_id", "ordinal"])

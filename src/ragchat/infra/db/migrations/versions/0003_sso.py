@@ -25,4 +25,3 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Text, nullable=False),
         sa.Column("expires_at", sa.Text, nullable=False),
     )
-
