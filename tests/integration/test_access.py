@@ -244,6 +244,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/status"): Example(fixed("/api/status", params={"window": 0})),
     ("GET", "/openapi.json"): Example(fixed("/openapi.json")),
     ("GET", "/docs"): Example(fixed("/docs")),
+    ("GET", "/docs/oauth2-redirect"): Example(fixed("/docs/oauth2-redirect")),
     ("GET", "/metrics"): Example(fixed("/metrics")),
     ("GET", "/api/keys"): Example(fixed("/api/keys")),
     ("POST", "/api/keys"): Example(fixed("/api/keys", json={"scope": "read", "name": "matrix"})),
@@ -338,6 +339,21 @@ def test_route_matrix(world: World) -> None:
                 if response.status_code == 401:
                     assert response.json()["error"]["code"] == "unauthenticated"
     assert not failures, "\n".join(failures)
+
+
+def test_jobs_are_seen_by_their_owner_and_admins(world: World) -> None:
+    carols, _ = _carols_job(world, "write")
+    with world.http("write") as http:
+        own = http.get("/api/jobs").json()["jobs"]
+    with world.http("read_grant") as http:
+        alices = http.get("/api/jobs").json()["jobs"]
+        assert http.get(carols).status_code == 404
+    with world.http("admin") as http:
+        everyone = http.get("/api/jobs", params={"limit": 500}).json()["jobs"]
+    assert own and {job["owner"] for job in own} == {"carol"}
+    assert alices == []  # alice uploaded nothing (her key is read-only)
+    assert carols.rsplit("/", 1)[1] in {job["id"] for job in everyone}
+    assert {"carol", "admin"} <= {job["owner"] for job in everyone}
 
 
 def test_unreadable_collection_answers_exactly_like_a_missing_one(world: World) -> None:

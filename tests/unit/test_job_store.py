@@ -1,5 +1,5 @@
-"""JobStore on a real database: claims are exclusive (two claimers, no job taken twice), stale claims are
-taken over, and a job's files carry their outcomes."""
+"""JobStore on a real database (SQLite and PostgreSQL): claims are exclusive (two claimers, no job taken
+twice), stale claims are taken over, and a job's files carry their outcomes."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from ragchat.infra.db import open_database, sqlite_url
 from ragchat.infra.db.schema import ingest_jobs
 from ragchat.infra.jobs import JobStore, NewFile
 
-ENGINES = ["sqlite"]
+ENGINES = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=ENGINES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each engine in turn."""
+    """An empty database of each engine in turn (PostgreSQL: the session's server, a new database)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
     return sqlite_url(tmp_path / "data" / "ragchat.sqlite3")
 
 

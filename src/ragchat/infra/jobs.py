@@ -9,9 +9,9 @@ Claiming is safe with several app processes on one database: on PostgreSQL the c
 with `SELECT ... FOR UPDATE SKIP LOCKED` (a second claimer skips it instead of waiting), and everywhere the
 claim is an `UPDATE ... WHERE status = <what was read>` whose row count says whether this process won; on
 SQLite the claim's transaction also holds the database's write lock from its start. Queuing takes turns
-(SQLite's write lock, a PostgreSQL advisory lock), so the queue's bound holds across processes. A running job whose
-heartbeat is older than the lease is claimed again (its process was killed). Every method blocks: call
-them from a worker thread.
+(SQLite's write lock, a PostgreSQL advisory lock), so the queue's bound holds across processes. A running
+job whose heartbeat is older than the lease is claimed again (its process was killed). Every method
+blocks: call them from a worker thread.
 """
 
 from __future__ import annotations
