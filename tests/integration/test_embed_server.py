@@ -274,6 +274,8 @@ def test_the_app_answers_503_while_its_embedding_server_is_down_and_recovers(
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path / "app",
+        auth="off",
+        host="127.0.0.1",
         embedding_backend="openai",
         embedding_base_url=f"http://127.0.0.1:{port}/v1",
         embedding_model="all-MiniLM-L6-v2",
@@ -315,6 +317,12 @@ def test_the_app_answers_503_while_its_embedding_server_is_down_and_recovers(
         assert events[-1] == "[DONE]"
         assert json.loads(events[-2])["error"]["code"] == "embedding_unavailable"
         assert http.get("/health").status_code == 200
+        later = ("later.md", b"# Later\n\nWritten while the embedding server was away.")
+        uploaded = http.post("/api/documents?wait=true", files=[("files", later)])
+        assert uploaded.status_code == 200, uploaded.text
+        (failed,) = uploaded.json()["results"]  # the file's outcome says why and what to do
+        assert failed["status"] == "failed" and failed["document"] is None
+        assert "embedding server" in failed["reason"] and "again" in failed["reason"]
 
         with running_embed_server(tmp_path / "embed", port=port):
             found = http.post("/api/search", json={"query": "rotate a key"})
