@@ -1,13 +1,12 @@
 """Uploads as ingestion jobs on the real app (real SQLite, real embedding model, real parser processes):
 202 and a job at once, each file's outcome in the job, a full queue refused, quotas per collection, request
-rates per caller, and a job that survives the app being killed mid-job."""
+rates per caller, and a job that survives the app being killed mid-job (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
 import io
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,13 +16,16 @@ from typing import Any
 
 import anyio
 import httpx
+from sqlalchemy import create_engine, func, select
 
 from ragchat.config import Settings
-from ragchat.infra.db import open_database
+from ragchat.infra.db import engine_url, open_database
+from ragchat.infra.db.schema import chunks, documents
 from ragchat.infra.jobs import JobStore, NewFile
 from tests.support.app import app_client
 from tests.support.processes import wait_until_healthy
 from tests.support.sample_files import TOPICS, corrupt_pdf_bytes
+from tests.support.stores import StoreBackend
 from tests.support.vllm import REPO_ROOT, free_port
 
 RAGCHAT = Path(sys.executable).parent / "ragchat"
@@ -171,10 +173,10 @@ def long_note(number: int) -> bytes:
     return (f"# Logbook {number}\n\n" + "\n\n".join(paragraphs)).encode()
 
 
-def start_app(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_app(backend: StoreBackend, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "RAGCHAT_DATA_DIR": str(data_dir),
+        **backend.environment(),
         "VLLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # no LLM needed here
         "HF_HUB_OFFLINE": "1",
         "RAGCHAT_AUTH": "off",
@@ -195,11 +197,11 @@ def start_app(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[byt
     return process
 
 
-def test_a_job_survives_the_app_being_killed_mid_job(tmp_path: Path) -> None:
-    data_dir, port, log_path = tmp_path / "data", free_port(), tmp_path / "app.log"
+def test_a_job_survives_the_app_being_killed_mid_job(store_backend: StoreBackend, tmp_path: Path) -> None:
+    port, log_path = free_port(), tmp_path / "app.log"
     names = [f"logbook-{number:02d}.md" for number in range(10)]
     base = f"http://127.0.0.1:{port}"
-    process = start_app(data_dir, port, log_path)
+    process = start_app(store_backend, port, log_path)
     try:
         files = [("files", (name, long_note(number))) for number, name in enumerate(names)]
         accepted = httpx.post(f"{base}/api/documents", files=files, timeout=120)
@@ -214,7 +216,7 @@ def test_a_job_survives_the_app_being_killed_mid_job(tmp_path: Path) -> None:
         process.wait(timeout=30)
         assert 2 <= job["settled_files"] < len(names), job
 
-        process = start_app(data_dir, port, log_path)
+        process = start_app(store_backend, port, log_path)
         deadline = time.monotonic() + 300
         while (job := httpx.get(job_url, timeout=30).json())["status"] != "done":
             assert time.monotonic() < deadline, job
@@ -226,12 +228,18 @@ def test_a_job_survives_the_app_being_killed_mid_job(tmp_path: Path) -> None:
     statuses = [result["status"] for result in job["results"]]
     assert set(statuses) <= {"added", "unchanged"} and statuses.count("unchanged") <= 1, job["results"]
     assert all(result["document"] is not None for result in job["results"])
-    with sqlite3.connect(data_dir / "ragchat.sqlite3") as conn:
-        paths = [row[0] for row in conn.execute("SELECT path FROM documents ORDER BY path")]
-        partial = conn.execute(
-            "SELECT d.path FROM documents d LEFT JOIN chunks c ON c.document_id = d.id"
-            " GROUP BY d.id HAVING count(c.id) != d.chunk_count"
-        ).fetchall()
+    engine = create_engine(engine_url(store_backend.url))
+    try:
+        with engine.connect() as conn:
+            paths = conn.execute(select(documents.c.path).order_by(documents.c.path)).scalars().all()
+            partial = conn.execute(
+                select(documents.c.path)
+                .select_from(documents.outerjoin(chunks, chunks.c.document_id == documents.c.id))
+                .group_by(documents.c.id, documents.c.path, documents.c.chunk_count)
+                .having(func.count(chunks.c.id) != documents.c.chunk_count)
+            ).all()
+    finally:
+        engine.dispose()
     assert paths == names  # each file once: no duplicate, none lost
     assert partial == []
 
