@@ -244,7 +244,6 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/status"): Example(fixed("/api/status", params={"window": 0})),
     ("GET", "/openapi.json"): Example(fixed("/openapi.json")),
     ("GET", "/docs"): Example(fixed("/docs")),
-    ("GET", "/docs/oauth2-redirect"): Example(fixed("/docs/oauth2-redirect")),
     ("GET", "/metrics"): Example(fixed("/metrics")),
     ("GET", "/api/keys"): Example(fixed("/api/keys")),
     ("POST", "/api/keys"): Example(fixed("/api/keys", json={"scope": "read", "name": "matrix"})),
