@@ -8,13 +8,12 @@ under `ragchat/web/static/vendor/swagger-ui/` (see the README there).
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from ragchat.api.auth import USER
 
 SWAGGER_UI = "/static/vendor/swagger-ui"
-OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 # Swagger UI's page starts itself with an inline script; everything else it loads comes from this app.
 DOCS_CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -34,15 +33,9 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_js_url=f"{root}{SWAGGER_UI}/swagger-ui-bundle.js",
         swagger_css_url=f"{root}{SWAGGER_UI}/swagger-ui.css",
         swagger_favicon_url=f"{root}/static/favicon.svg",
-        oauth2_redirect_url=root + OAUTH2_REDIRECT,
+        oauth2_redirect_url=None,  # the API declares no OAuth2 flow for Swagger UI to run
         # No badge from the public validator (validator.swagger.io): the page asks no other host.
         swagger_ui_parameters={"validatorUrl": None},
     )
     page.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
     return page
-
-
-@router.get(OAUTH2_REDIRECT, response_class=HTMLResponse)
-def swagger_ui_oauth2_redirect() -> HTMLResponse:
-    """Where Swagger UI's OAuth2 flows return (as FastAPI's own `/docs` provides)."""
-    return get_swagger_ui_oauth2_redirect_html()
