@@ -198,7 +198,7 @@ async def soak(args: argparse.Namespace) -> int:
                 files = [
                     ("files", (path.name, path.read_bytes(), "text/markdown")) for path in CORPUS.iterdir()
                 ]
-                response = await http.post("/api/documents", files=files)
+                response = await http.post("/api/documents?wait=true", files=files)  # indexed first
                 response.raise_for_status()
                 client = openai.AsyncOpenAI(
                     base_url=f"{base}/v1", api_key="unused", timeout=600, max_retries=0

@@ -152,6 +152,35 @@ class Settings(BaseSettings):
         200, validation_alias="RAGCHAT_MAX_XML_DEPTH", ge=8, le=1000, description="Deepest element nesting."
     )
 
+    # --- ingestion jobs and quotas (uploads are queued; see ragchat.core.jobs) ----------------------
+    max_queued_jobs: int = Field(
+        100,
+        validation_alias="RAGCHAT_MAX_QUEUED_JOBS",
+        ge=1,
+        description="Upload jobs waiting or running at most (all users, all app processes); a further "
+        "upload is refused with 503 and Retry-After until the queue drains.",
+    )
+    job_lease_s: float = Field(
+        60.0,
+        validation_alias="RAGCHAT_JOB_LEASE_S",
+        ge=1,
+        description="A running job whose app process has not reported for this long (it was killed) is "
+        "taken over by another process, or by the same app after a restart.",
+    )
+    collection_max_documents: int = Field(
+        100_000,
+        validation_alias="RAGCHAT_COLLECTION_MAX_DOCUMENTS",
+        ge=1,
+        description="Most documents one collection may hold (uploads over it are refused).",
+    )
+    collection_max_text_mb: float = Field(
+        1024.0,
+        validation_alias="RAGCHAT_COLLECTION_MAX_TEXT_MB",
+        gt=0,
+        description="Most text one collection may hold, in MB (millions of characters of extracted text; "
+        "uploads over it are refused).",
+    )
+
     # --- embeddings --------------------------------------------------------------------------------
     embedding_backend: Literal["local", "openai"] = Field("local", validation_alias="EMBEDDING_BACKEND")
     local_embedding_model: str = Field(
@@ -286,6 +315,14 @@ class Settings(BaseSettings):
         validation_alias="RAGCHAT_MAX_UPLOAD_MB",
         gt=0,
         description="Largest upload request, all its files together, in MB (each file: RAGCHAT_MAX_FILE_MB).",
+    )
+
+    requests_per_minute: int = Field(
+        1200,
+        validation_alias="RAGCHAT_REQUESTS_PER_MINUTE",
+        ge=0,
+        description="Requests each API key (or signed-in user) may make per minute, in bursts of up to as "
+        "many (a token bucket per key, per app process); over it: 429 with Retry-After. 0: no limit.",
     )
 
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(

@@ -18,7 +18,9 @@ from ragchat.core.access import AccessService
 from ragchat.core.chat import ChatLimits, ChatService
 from ragchat.core.chunking import Chunker
 from ragchat.core.conversations import ConversationService
-from ragchat.core.ingest import IngestService
+from ragchat.core.ingest import CollectionQuota, IngestService
+from ragchat.core.jobs import IngestJobs, JobPolicy
+from ragchat.core.rates import RequestRates
 from ragchat.core.retrieve import HybridRetriever
 from ragchat.core.sso import SingleSignOn
 from ragchat.domain import Passage
@@ -27,6 +29,7 @@ from ragchat.infra.db import engine_url, open_database
 from ragchat.infra.embeddings import Embedder, EmbeddingError
 from ragchat.infra.embeddings.factory import create_embedder, create_token_counter
 from ragchat.infra.identity import IdentityStore
+from ragchat.infra.jobs import JobStore
 from ragchat.infra.llm import ChatModel
 from ragchat.infra.llm.openai_compatible import OpenAICompatibleChatModel
 from ragchat.infra.llm.vllm_metrics import VllmMonitor
@@ -58,6 +61,10 @@ class Services:
     access: AccessService
     sso: SingleSignOn
     conversations: ConversationService
+    jobs: IngestJobs
+    """The ingestion queue (uploads as jobs); the app's lifespan runs its workers."""
+    rates: RequestRates
+    """Request rates per API key or user (RAGCHAT_REQUESTS_PER_MINUTE)."""
     vllm_monitor: VllmMonitor | None = None
     """Reads vLLM's /metrics (each worker's, behind vLLM's router) for /api/status; None unless vllm."""
 
@@ -73,6 +80,7 @@ class Services:
             self.metrics.close()
 
         closes: list[Callable[[], Awaitable[None]]] = [
+            self.jobs.stop,
             close_metrics,
             self._close_vllm_monitor,
             self.sso.aclose,
@@ -234,6 +242,10 @@ async def build_services(settings: Settings) -> Services:
         max_file_bytes=settings.max_file_bytes,
         batch_chunks=4 * settings.embedding_batch_size,
         max_concurrent_uploads=settings.parse_workers,
+        upload_quota=CollectionQuota(
+            max_documents=settings.collection_max_documents,
+            max_text_chars=int(settings.collection_max_text_mb * 1_000_000),
+        ),
         metrics=metrics,
     )
     retriever = HybridRetriever(store, embedder, vector_weight=settings.hybrid_vector_weight, metrics=metrics)
@@ -276,6 +288,17 @@ async def build_services(settings: Settings) -> Services:
         access=access,
         sso=open_sso(settings, access),
         conversations=conversations,
+        jobs=IngestJobs(
+            JobStore(access.identity.engine),
+            ingest,
+            access,
+            JobPolicy(
+                workers=settings.parse_workers,
+                max_unfinished=settings.max_queued_jobs,
+                lease_s=settings.job_lease_s,
+            ),
+        ),
+        rates=RequestRates(settings.requests_per_minute),
         vllm_monitor=create_vllm_monitor(settings) if settings.llm_backend == "vllm" else None,
     )
 

@@ -106,7 +106,7 @@ def test_member_signs_in_sees_granted_collections_and_manages_keys(
         admin = httpx.Client(base_url=app.url, timeout=60.0, headers=bearer)
         for collection in ("shelf", "secret"):
             response = admin.post(
-                "/api/documents",
+                "/api/documents?wait=true",
                 data={"collection": collection},
                 files={"files": (HANDBOOK.name, HANDBOOK.read_bytes())},
             )

@@ -28,7 +28,9 @@ def test_stopped_llm_is_shown_with_what_to_do(
     with live_app(vllm_base_url=server.base_url, vllm_model=server.model) as app:
         handbook = DATA_DIR / "greenhouse-handbook.md"
         with app.api() as api:
-            response = api.post("/api/documents", files={"files": (handbook.name, handbook.read_bytes())})
+            response = api.post(
+                "/api/documents?wait=true", files={"files": (handbook.name, handbook.read_bytes())}
+            )
             assert response.json()["results"][0]["status"] == "added"
         page, problems = open_page(app)
         status = page.locator("#status")

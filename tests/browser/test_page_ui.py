@@ -124,6 +124,31 @@ def test_collections_can_be_created_chosen_and_listed(
         assert problems.exceptions == []
 
 
+def test_an_upload_shows_its_jobs_progress_and_each_files_result(
+    live_app: Callable[..., Any], open_page: Callable[..., tuple[Page, PageProblems]]
+) -> None:
+    with live_app(vllm_base_url=NO_LLM) as app:
+        page, problems = open_page(app)
+        good = (DATA_DIR / "greenhouse-handbook.md").read_bytes()
+        files = [
+            {"name": "handbook.md", "mimeType": "text/markdown", "buffer": good},
+            {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 not really a PDF"},
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Water the tomatoes at dawn."},
+        ]
+        with page.expect_response(lambda response: response.url.startswith(app.url + "/api/jobs/")):
+            page.locator("#file-input").set_input_files(files)  # the page follows the upload's job
+        results = page.locator(".upload-results .result")
+        expect(results).to_have_count(3)
+        expect(page.locator(".upload-state")).to_have_text("2 of 3 indexed")
+        expect(results.nth(0)).to_have_class("result added")
+        expect(results.nth(1)).to_have_class("result skipped")
+        expect(results.nth(1)).to_contain_text("broken.pdf")
+        expect(results.nth(1).locator(".result-detail")).to_contain_text("PDF")
+        expect(results.nth(2)).to_have_class("result added")
+        expect(page.locator("#documents .doc")).to_have_count(2)
+        assert problems.exceptions == []
+
+
 def test_phone_width_puts_documents_in_a_drawer(
     live_app: Callable[..., Any], open_page: Callable[..., tuple[Page, PageProblems]]
 ) -> None:

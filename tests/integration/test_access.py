@@ -63,6 +63,7 @@ class World:
     keys: dict[str, str]  # principal -> Authorization header value (absent: anonymous)
     secrets: list[str] = field(default_factory=list)  # every key, password and session id the tests used
     log: SecretsInLogs = field(default_factory=SecretsInLogs)
+    made: dict[str, str] = field(default_factory=dict)  # things examples made once (name -> URL)
 
     def http(self, principal: str | None = None) -> httpx.Client:
         headers = {"Authorization": self.keys[principal]} if principal in self.keys else {}
@@ -129,7 +130,9 @@ def world(vllm_server: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> 
         with world.http() as http:
             http.headers["Authorization"] = f"Bearer {admin_key}"
             uploaded = http.post(
-                "/api/documents", files={"files": ("otters.md", SHARED_TEXT)}, data={"collection": "shared"}
+                "/api/documents?wait=true",
+                files={"files": ("otters.md", SHARED_TEXT)},
+                data={"collection": "shared"},
             )
             assert uploaded.status_code == 200, uploaded.text
         cli("collections", "grant", "shared", "--user", "alice", "--read")
@@ -184,11 +187,25 @@ def fixed(path: str, **kwargs: Any) -> Callable[[World, str], tuple[str, dict[st
 def _document_to_delete(world: World, principal: str) -> tuple[str, dict[str, Any]]:
     with world.http("admin") as http:
         body = http.post(
-            "/api/documents",
+            "/api/documents?wait=true",
             files={"files": (f"gone-{principal}.md", f"# Gone\n\nTo delete, {principal}.".encode())},
             data={"collection": "shared"},
         ).json()
     return f"/api/documents/{body['results'][0]['document']['id']}", {}
+
+
+def _carols_job(world: World, _principal: str) -> tuple[str, dict[str, Any]]:
+    """A job of carol's (the `write` principal): hers to see, an admin's too, nobody else's."""
+    if "carols_job" not in world.made:
+        with world.http("write") as http:
+            response = http.post(
+                "/api/documents",
+                files={"files": ("carols.md", b"# Carol\n\nCarol's notes.")},
+                data={"collection": "shared"},
+            )
+            assert response.status_code == 202, response.text
+            world.made["carols_job"] = response.headers["location"]
+    return world.made["carols_job"], {}
 
 
 def _collection_to_delete(world: World, principal: str) -> tuple[str, dict[str, Any]]:
@@ -312,6 +329,8 @@ EXAMPLES: dict[tuple[str, str], Example] = {
         scoped=True,
     ),
     ("DELETE", "/api/documents/{document_id}"): Example(_document_to_delete, scoped=True),
+    ("GET", "/api/jobs"): Example(fixed("/api/jobs")),
+    ("GET", "/api/jobs/{job_id}"): Example(_carols_job, expect={"read_no_grant": 404, "read_grant": 404}),
     ("POST", "/api/search"): Example(
         fixed("/api/search", json={"query": "otters", "collection": "shared"}), scoped=True
     ),
@@ -383,6 +402,21 @@ def test_route_matrix(world: World) -> None:
                 if response.status_code == 401:
                     assert response.json()["error"]["code"] == "unauthenticated"
     assert not failures, "\n".join(failures)
+
+
+def test_jobs_are_seen_by_their_owner_and_admins(world: World) -> None:
+    carols, _ = _carols_job(world, "write")
+    with world.http("write") as http:
+        own = http.get("/api/jobs").json()["jobs"]
+    with world.http("read_grant") as http:
+        alices = http.get("/api/jobs").json()["jobs"]
+        assert http.get(carols).status_code == 404
+    with world.http("admin") as http:
+        everyone = http.get("/api/jobs", params={"limit": 500}).json()["jobs"]
+    assert own and {job["owner"] for job in own} == {"carol"}
+    assert alices == []  # alice uploaded nothing (her key is read-only)
+    assert carols.rsplit("/", 1)[1] in {job["id"] for job in everyone}
+    assert {"carol", "admin"} <= {job["owner"] for job in everyone}
 
 
 def test_unreadable_collection_answers_exactly_like_a_missing_one(world: World) -> None:
@@ -532,7 +566,9 @@ def test_security_headers_and_closed_cors(world: World) -> None:
 def test_delete_collection_removes_every_trace(world: World) -> None:
     with world.http("admin") as http:
         http.post(
-            "/api/documents", files={"files": ("a.md", b"# A\n\nAardvarks.")}, data={"collection": "gone"}
+            "/api/documents?wait=true",
+            files={"files": ("a.md", b"# A\n\nAardvarks.")},
+            data={"collection": "gone"},
         )
         world.cli("collections", "grant", "gone", "--user", "alice", "--read")
         assert http.delete("/api/collections/gone").status_code == 204
@@ -540,7 +576,9 @@ def test_delete_collection_removes_every_trace(world: World) -> None:
         assert http.post("/api/search", json={"query": "aardvarks", "collection": "gone"}).status_code == 404
         assert "gone" not in world.cli("collections", "list", "--json")
         http.post(
-            "/api/documents", files={"files": ("b.md", b"# B\n\nBadgers.")}, data={"collection": "gone"}
+            "/api/documents?wait=true",
+            files={"files": ("b.md", b"# B\n\nBadgers.")},
+            data={"collection": "gone"},
         )
         hits = http.post("/api/search", json={"query": "aardvarks", "collection": "gone", "mode": "keyword"})
         assert hits.json()["results"] == []  # nothing of the old collection came back with the new one

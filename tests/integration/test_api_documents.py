@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -48,10 +49,19 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 async def upload(
     client: httpx.AsyncClient, files: dict[str, bytes], collection: str | None
 ) -> httpx.Response:
+    """POST the files; once the upload is accepted (202), the answer of GET /api/jobs/{id} when done."""
     data = {"collection": collection} if collection else {}
-    return await client.post(
+    response = await client.post(
         "/api/documents", files=[("files", (name, body)) for name, body in files.items()], data=data
     )
+    if response.status_code != 202:
+        return response
+    job = response.headers["location"]
+    assert job == f"/api/jobs/{response.json()['id']}"
+    while response.json()["status"] != "done":
+        await anyio.sleep(0.1)
+        response = await client.get(job)
+    return response
 
 
 async def test_upload_several_files_of_every_type(client: httpx.AsyncClient) -> None:

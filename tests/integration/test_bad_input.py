@@ -37,8 +37,12 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
     "program.txt": (binary_bytes(), "binary"),
     "empty.txt": (b"", "empty"),
     "blank.md": (b"   \n\n  \t\n", "empty"),
-    "setup.exe": (b"MZ\x90\x00" + binary_bytes(), "unsupported file type"),
-    "no_suffix": (b"plain words", "unsupported file type"),
+}
+UNSUPPORTED: dict[str, tuple[bytes, str]] = {
+    # file name: (content, the part's Content-Type)
+    "setup.exe": (b"MZ\x90\x00" + binary_bytes(), "application/octet-stream"),
+    "no_suffix": (b"plain words", "text/plain"),
+    "photo.md": (b"\x89PNG\r\n\x1a\n", "image/png"),
 }
 
 
@@ -54,7 +58,7 @@ async def client(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
     )
     async with app_client(settings) as http:
         good = await http.post(
-            "/api/documents", files=[("files", ("good.md", TOPICS["volcanoes.md"].encode()))]
+            "/api/documents?wait=true", files=[("files", ("good.md", TOPICS["volcanoes.md"].encode()))]
         )
         assert good.json()["results"][0]["status"] == "added"
         yield http
@@ -71,7 +75,7 @@ async def snapshot(client: httpx.AsyncClient) -> dict[str, Any]:
 async def test_bad_upload_is_skipped_with_its_reason(client: httpx.AsyncClient, name: str) -> None:
     before = await snapshot(client)
     content, expected = BAD_FILES[name]
-    response = await client.post("/api/documents", files=[("files", (name, content))])
+    response = await client.post("/api/documents?wait=true", files=[("files", (name, content))])
     assert response.status_code == 200, response.text
     (result,) = response.json()["results"]
     assert result["status"] == "skipped"
@@ -84,7 +88,7 @@ async def test_bad_upload_is_skipped_with_its_reason(client: httpx.AsyncClient, 
 async def test_bad_files_do_not_stop_good_ones_in_the_same_upload(client: httpx.AsyncClient) -> None:
     files = [("files", (name, content)) for name, (content, _) in BAD_FILES.items()]
     files.insert(3, ("files", ("cells.pdf", pdf_bytes(["Mitochondria are the powerhouse of the cell."]))))
-    results = (await client.post("/api/documents", files=files)).json()["results"]
+    results = (await client.post("/api/documents?wait=true", files=files)).json()["results"]
     statuses = {r["filename"]: r["status"] for r in results}
     assert statuses.pop("cells.pdf") == "added"
     assert set(statuses.values()) == {"skipped"}
@@ -95,7 +99,7 @@ async def test_bad_files_do_not_stop_good_ones_in_the_same_upload(client: httpx.
 @on_session_loop
 async def test_non_utf8_text_is_decoded_not_garbled(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/api/documents", files=[("files", ("menu.txt", (FRENCH * 3).encode("cp1252")))]
+        "/api/documents?wait=true", files=[("files", ("menu.txt", (FRENCH * 3).encode("cp1252")))]
     )
     (result,) = response.json()["results"]
     assert result["status"] == "added", result
@@ -104,6 +108,47 @@ async def test_non_utf8_text_is_decoded_not_garbled(client: httpx.AsyncClient) -
     ).json()
     assert hits["results"][0]["document"] == "menu.txt"
     assert "crème brûlée" in hits["results"][0]["text"]
+
+
+@pytest.mark.parametrize("name", list(UNSUPPORTED))
+@on_session_loop
+async def test_unsupported_types_are_refused_from_the_part_headers(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    """415 with the supported types, decided from the part's headers: the part's body is never read, and
+    the good file sent before it is not stored either."""
+    before = await snapshot(client)
+    content, content_type = UNSUPPORTED[name]
+    boundary = "ragchat-test-boundary"
+    good = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="fine.md"\r\n'
+        f"Content-Type: text/markdown\r\n\r\n# Fine\n\nA fine file.\r\n"
+    ).encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    megabytes_sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal megabytes_sent
+        yield good + head + content
+        for _ in range(20):  # 20 MB that the server has no reason to read
+            megabytes_sent += 1
+            yield b"\0" * 1024 * 1024
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = await client.post(
+        "/api/documents",
+        content=body(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_file_type"
+    assert name in error["message"] and ".pdf" in error["message"] and ".docx" in error["message"]
+    assert megabytes_sent <= 1, f"the server read {megabytes_sent} MB of a part it had refused"
+    assert await snapshot(client) == before
 
 
 @on_session_loop
@@ -179,6 +224,8 @@ def test_folder_ingest_skips_bad_files_and_keeps_the_rest(tmp_path: Path) -> Non
     folder = tmp_path / "mixed"
     for name, (content, _) in BAD_FILES.items():
         write(folder / name, content)
+    write(folder / "setup.exe", UNSUPPORTED["setup.exe"][0])
+    write(folder / "no_suffix", UNSUPPORTED["no_suffix"][0])
     write(folder / "huge.md", b"# Huge\n\n" + b"word " * 20_000)
     write(folder / "nested" / "sourdough.txt", TOPICS["sourdough.txt"])
     write(folder / "chess.html", TOPICS["chess.html"])
@@ -188,7 +235,7 @@ def test_folder_ingest_skips_bad_files_and_keeps_the_rest(tmp_path: Path) -> Non
 
     result = runner.invoke(cli_app, ["ingest", str(folder)], env=env)
     assert result.exit_code == 0, result.output
-    for name in BAD_FILES:
+    for name in (*BAD_FILES, "setup.exe", "no_suffix"):
         assert name in result.output
     assert "huge.md" in result.output and "RAGCHAT_MAX_FILE_MB" in result.output
     listed = runner.invoke(cli_app, ["documents", "list", "--json"], env=env)

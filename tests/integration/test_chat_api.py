@@ -64,7 +64,7 @@ def app_url(settings: Settings) -> Iterator[str]:
     with live_app(settings) as url:
         for collection, files in (("handbook", sorted(HANDBOOK.glob("*.md"))), ("garden", [GARDEN])):
             response = httpx.post(
-                f"{url}/api/documents",
+                f"{url}/api/documents?wait=true",
                 files=[("files", (f.name, f.read_bytes())) for f in files],
                 data={"collection": collection},
                 timeout=120,

@@ -56,7 +56,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, small_vllm: VllmServer) ->
     with live_app(app_settings(tmp_path_factory.mktemp("tiny") / "data", small_vllm)) as url:
         files = [PYTHON_DOCS / f"{name}.html" for name in LARGE_COLLECTION]
         response = httpx.post(
-            f"{url}/api/documents",
+            f"{url}/api/documents?wait=true",
             files=[("files", (f.name, f.read_bytes())) for f in files],
             timeout=600,
         )

@@ -292,7 +292,9 @@ def test_the_app_answers_503_while_its_embedding_server_is_down_and_recovers(
     handbook = Path(__file__).resolve().parents[1] / "data" / "chat_corpus" / "api-keys.md"
     with live_app(settings) as app, httpx.Client(base_url=app, timeout=120) as http:
         with running_embed_server(tmp_path / "embed", port=port):
-            stored = http.post("/api/documents", files=[("files", (handbook.name, handbook.read_bytes()))])
+            stored = http.post(
+                "/api/documents?wait=true", files=[("files", (handbook.name, handbook.read_bytes()))]
+            )
             assert stored.status_code == 200, stored.text
             assert http.post("/api/search", json={"query": "rotate a key"}).status_code == 200
 
@@ -315,6 +317,12 @@ def test_the_app_answers_503_while_its_embedding_server_is_down_and_recovers(
         assert events[-1] == "[DONE]"
         assert json.loads(events[-2])["error"]["code"] == "embedding_unavailable"
         assert http.get("/health").status_code == 200
+        later = ("later.md", b"# Later\n\nWritten while the embedding server was away.")
+        uploaded = http.post("/api/documents?wait=true", files=[("files", later)])
+        assert uploaded.status_code == 200, uploaded.text
+        (failed,) = uploaded.json()["results"]  # the file's outcome says why and what to do
+        assert failed["status"] == "failed" and failed["document"] is None
+        assert "embedding server" in failed["reason"] and "again" in failed["reason"]
 
         with running_embed_server(tmp_path / "embed", port=port):
             found = http.post("/api/search", json={"query": "rotate a key"})

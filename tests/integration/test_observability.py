@@ -85,7 +85,7 @@ async def traffic(
     ):
         files = [("files", (name, text.encode())) for name, text in list(TOPICS.items())[:3]]
         files.append(("files", ("broken.pdf", b"%PDF-1.4 this is not really a pdf")))
-        uploaded = await client.post("/api/documents", files=files)
+        uploaded = await client.post("/api/documents?wait=true", files=files)
         assert uploaded.status_code == 200, uploaded.text
 
         found = await client.post("/api/search", json={"query": next(iter(TOPICS)), "k": 3})

@@ -82,7 +82,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def upload(url: str, files: list[tuple[str, bytes]]) -> httpx.Response:
     return httpx.post(
-        f"{url}/api/documents", files=[("files", (name, data)) for name, data in files], timeout=300
+        f"{url}/api/documents?wait=true", files=[("files", (name, data)) for name, data in files], timeout=300
     )
 
 
@@ -146,7 +146,7 @@ async def test_a_parser_that_runs_out_of_memory_costs_only_its_file(tmp_path: Pa
         ("last.html", TOPICS["chess.html"].encode()),
     ]
     async with app_client(settings) as client:
-        response = await client.post("/api/documents", files=[("files", item) for item in files])
+        response = await client.post("/api/documents?wait=true", files=[("files", item) for item in files])
     assert response.status_code == 200, response.text
     results = {r["filename"]: r for r in response.json()["results"]}
     assert results["first.md"]["status"] == results["last.html"]["status"] == "added"

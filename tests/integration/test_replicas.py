@@ -105,10 +105,11 @@ HEADERS: dict[str, str] = {}
 def upload(
     base: str, name: str, data: str, collection: str, headers: dict[str, str] | None = None
 ) -> httpx.Response:
-    """Upload one file; `headers` default to the admin key's (`HEADERS`)."""
+    """Upload one file and wait for its job (either replica may work it); `headers` default to the admin
+    key's (`HEADERS`)."""
     files = {"files": (name, data.encode(), "text/markdown")}
     return httpx.post(
-        f"{base}/api/documents",
+        f"{base}/api/documents?wait=true",
         files=files,
         data={"collection": collection},
         headers=HEADERS if headers is None else headers,

@@ -50,7 +50,7 @@ async def test_bodies_over_their_limit_are_refused_and_store_nothing(
         assert (await client.get("/api/documents")).json()["documents"] == []
 
         small = [("files", ("note.md", b"# Note\n\nA short note about limits.", "text/markdown"))]
-        assert (await client.post("/api/documents", files=small)).status_code == 200
+        assert (await client.post("/api/documents", files=small)).status_code == 202
 
 
 async def test_only_listed_host_names_are_answered(make_settings: Callable[..., Settings]) -> None:

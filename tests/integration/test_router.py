@@ -77,7 +77,7 @@ def cluster(
         with live_app(settings) as url:
             files = [PYTHON_DOCS / f"{name}.html" for name in ("threading", "queue")]
             response = httpx.post(
-                f"{url}/api/documents",
+                f"{url}/api/documents?wait=true",
                 files=[("files", (f.name, f.read_bytes())) for f in files],
                 timeout=600,
             )

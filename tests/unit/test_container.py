@@ -29,15 +29,18 @@ class Part:
     def dispose(self) -> None:  # a database engine's close
         self.close()
 
+    async def stop(self) -> None:  # the ingestion queue's close
+        self.close()
 
-ALL_PARTS = ["metrics", "sso", "access", "parsers", "llm", "retriever", "store", "embedder"]
+
+ALL_PARTS = ["jobs", "metrics", "sso", "access", "parsers", "llm", "retriever", "store", "embedder"]
 """Every part `Services.aclose` closes, in its order."""
 
 
 def services(make_settings: Callable[..., Settings], closed: list[str], *failing: str) -> Services:
     parts: dict[str, Any] = {
         name: Part(name, closed, fails=name in failing)
-        for name in ("metrics", "sso", "parsers", "llm", "retriever", "store", "embedder")
+        for name in ("jobs", "metrics", "sso", "parsers", "llm", "retriever", "store", "embedder")
     }
     access = SimpleNamespace(
         identity=SimpleNamespace(engine=Part("access", closed, fails="access" in failing))
@@ -48,6 +51,7 @@ def services(make_settings: Callable[..., Settings], closed: list[str], *failing
         chat=None,
         conversations=None,
         access=access,
+        rates=None,
         **parts,  # type: ignore[arg-type]
     )
 

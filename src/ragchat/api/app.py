@@ -22,6 +22,7 @@ from ragchat.api.routes import (
     docs,
     documents,
     health,
+    jobs,
     metrics,
     search,
     sso,
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
             # The default collection's search indexes are built now, not by the first search after a start
             # (docs/benchmarks.md, "Search latency", measures how long that takes).
             await anyio.to_thread.run_sync(services.store.prepare_search, settings.default_collection)
+            services.jobs.start()  # uploads are parsed and embedded there; Services.aclose stops it
             yield
         finally:
             await services.aclose()
@@ -76,7 +78,20 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.sso_enabled:
         sso.hide_callback_queries_from_access_log()
-    for module in (health, access, sso, documents, search, chat, conversations, status, metrics, docs, ui):
+    for module in (
+        health,
+        access,
+        sso,
+        documents,
+        jobs,
+        search,
+        chat,
+        conversations,
+        status,
+        metrics,
+        docs,
+        ui,
+    ):
         app.include_router(module.router)
     _add_api_docs(app)
     return app

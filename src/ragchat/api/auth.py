@@ -88,6 +88,7 @@ class Requires:
             return ANONYMOUS
         principal = await self._authenticate(request)
         request.state.principal = principal
+        request.app.state.services.rates.take(principal)
         if self.level == "write" and principal.scope != "write":
             raise Forbidden("this API key is read-only; use a write key")
         if self.level == "admin" and (

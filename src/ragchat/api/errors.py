@@ -36,6 +36,8 @@ from ragchat.core.errors import (
     RequestRefused,
     UnknownModel,
 )
+from ragchat.core.ingest import DocumentQuotaExceeded, QuotaExceeded, TextQuotaExceeded
+from ragchat.core.jobs import QueueFull
 from ragchat.infra.embeddings import EmbeddingError
 from ragchat.infra.llm import (
     LLMError,
@@ -60,6 +62,10 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     CollectionNotFound: (404, "collection_not_found"),
     UnknownModel: (404, "model_not_found"),
     EmbeddingError: (503, "embedding_unavailable"),
+    QuotaExceeded: (409, "quota_exceeded"),
+    DocumentQuotaExceeded: (409, "document_quota_exceeded"),
+    TextQuotaExceeded: (413, "text_quota_exceeded"),
+    QueueFull: (503, "queue_full"),
     LLMError: (500, LLMError.code),
     LLMUnavailable: (503, LLMUnavailable.code),
     LLMTimeout: (504, LLMTimeout.code),
@@ -73,18 +79,31 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
 class ApiError(Exception):
     """An error with an HTTP status, a stable machine-readable `code` and a message a user can act on."""
 
-    def __init__(self, status_code: int, code: str, message: str, *, type_: str | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        type_: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.type = type_ or _type_for(status_code)
+        self.headers = headers or {}
 
 
-def api_error(exc: RequestRefused | LLMError | EmbeddingError) -> ApiError:
+MappedError = RequestRefused | LLMError | EmbeddingError | QuotaExceeded | QueueFull
+
+
+def api_error(exc: MappedError) -> ApiError:
     """The HTTP error `ERRORS` gives `exc`, with its message (which each of these writes for the user)."""
     status, code = next(ERRORS[kind] for kind in type(exc).__mro__ if kind in ERRORS)
-    return ApiError(status, code, str(exc))
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+    return ApiError(status, code, str(exc), headers=headers)
 
 
 def _type_for(status_code: int) -> str:
@@ -107,14 +126,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status_code, exc.code, exc.message, exc.type), exc.status_code)
+        return JSONResponse(
+            error_body(exc.status_code, exc.code, exc.message, exc.type), exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestRefused)
     @app.exception_handler(LLMError)
     @app.exception_handler(EmbeddingError)
-    async def _mapped_error(_: Request, exc: RequestRefused | LLMError | EmbeddingError) -> JSONResponse:
+    @app.exception_handler(QuotaExceeded)
+    @app.exception_handler(QueueFull)
+    async def _mapped_error(_: Request, exc: MappedError) -> JSONResponse:
         error = api_error(exc)
-        return JSONResponse(error_body(error.status_code, error.code, error.message), error.status_code)
+        return JSONResponse(
+            error_body(error.status_code, error.code, error.message), error.status_code, headers=error.headers
+        )
 
     app.add_exception_handler(AccessError, access_error_response)  # type: ignore[arg-type]
 

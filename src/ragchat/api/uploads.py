@@ -18,10 +18,13 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ragchat.api.errors import ApiError
+from ragchat.infra.loaders import SUPPORTED_SUFFIXES, UnsupportedFile, check_supported
 
 _SPOOL_BYTES = 1024 * 1024
 _MAX_FIELD_BYTES = 4096
 _MAX_NAME_BYTES = 255
+# Part content types that are never a document, whatever the file's name says.
+_NOT_DOCUMENTS = (b"image/", b"audio/", b"video/", b"font/")
 
 
 def check_upload_name(name: str) -> str:
@@ -47,6 +50,26 @@ def check_upload_name(name: str) -> str:
         raise ApiError(400, "invalid_filename", f"file name {name!r} contains control characters")
     if len(name.encode("utf-8")) > _MAX_NAME_BYTES:
         raise ApiError(400, "invalid_filename", f"file name is longer than {_MAX_NAME_BYTES} bytes")
+    return name
+
+
+def check_supported_upload(name: str, part_headers: dict[bytes, bytes]) -> str:
+    """`name` if it is a plain file name of a type ragchat reads, judged from the part's headers alone
+    (before its body is read): else an `ApiError`, 400 for the name, 415 with the supported types for the
+    type (by the name's suffix, or a part `Content-Type` that is never a document such as image/png)."""
+    check_upload_name(name)
+    try:
+        check_supported(name)
+    except UnsupportedFile as exc:
+        raise ApiError(415, "unsupported_file_type", f"{exc}; nothing from this request was stored") from None
+    content_type, _ = parse_options_header(part_headers.get(b"content-type"))
+    if content_type.startswith(_NOT_DOCUMENTS):
+        raise ApiError(
+            415,
+            "unsupported_file_type",
+            f"{name} was sent as {content_type.decode('latin-1')}, which is not a document; ragchat reads "
+            f"{', '.join(SUPPORTED_SUFFIXES)}; nothing from this request was stored",
+        )
     return name
 
 
@@ -130,7 +153,7 @@ class _FormCollector:
             )
         if len(self.form.files) >= self._max_files:
             raise ApiError(400, "too_many_files", f"send at most {self._max_files} files per request")
-        upload = UploadedFile(check_upload_name(_decode(options[b"filename"])))
+        upload = UploadedFile(check_supported_upload(_decode(options[b"filename"]), self._headers))
         self.form.files.append(upload)
         self._part.file = upload
 

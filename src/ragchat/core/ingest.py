@@ -56,6 +56,26 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True, slots=True)
+class CollectionQuota:
+    """How much one collection may hold (uploads only: `ragchat ingest` on the server is not limited)."""
+
+    max_documents: int
+    max_text_chars: int
+
+
+class QuotaExceeded(Exception):
+    """An upload would take a collection past its quota; nothing of it was stored."""
+
+
+class DocumentQuotaExceeded(QuotaExceeded):
+    """The collection holds, or would hold, more documents than its quota."""
+
+
+class TextQuotaExceeded(QuotaExceeded):
+    """The collection holds as much text as its quota allows."""
+
+
 class Splitter(Protocol):
     """Cuts an extracted document into chunks (`ragchat.core.chunking.Chunker`)."""
 
@@ -113,9 +133,11 @@ class IngestService:
         max_file_bytes: int,
         batch_chunks: int = 128,
         max_concurrent_uploads: int = 2,
+        upload_quota: CollectionQuota | None = None,
         metrics: AppMetrics | None = None,
     ) -> None:
         self._store = store
+        self._quota = upload_quota
         self._metrics = metrics
         self._embedder = embedder
         self._splitter = splitter
@@ -277,7 +299,56 @@ class IngestService:
         prepared = self._prepare(filename, filename, data, collection)
         if isinstance(prepared, FileOutcome):
             return prepared
+        over = self._over_quota(prepared, collection)
+        if over is not None:
+            return FileOutcome(filename, "skipped", reason=over)
         return self._embed_and_store([prepared], collection)[0]
+
+    def check_upload_room(self, collection: str, filenames: Sequence[str]) -> None:
+        """Raise a `QuotaExceeded` saying why when `collection` is full for an upload of `filenames` (each
+        file's text is checked again before it is stored). Blocking."""
+        if self._quota is None:
+            return
+        stored = self._store.list_documents(collection)
+        paths = {record.path for record in stored}
+        new_documents = len({name for name in filenames if name not in paths})
+        if new_documents and len(stored) + new_documents > self._quota.max_documents:
+            raise DocumentQuotaExceeded(
+                f"collection {collection!r} holds {len(stored)} documents; {new_documents} more would pass "
+                f"its limit of {self._quota.max_documents} (RAGCHAT_COLLECTION_MAX_DOCUMENTS). Delete "
+                "documents or use another collection; nothing was stored"
+            )
+        text = sum(record.char_count for record in stored)
+        if text >= self._quota.max_text_chars:
+            raise TextQuotaExceeded(
+                f"collection {collection!r} holds {_mega(text)} characters of text, its limit "
+                f"(RAGCHAT_COLLECTION_MAX_TEXT_MB: {_mega(self._quota.max_text_chars)}). Delete documents or "
+                "use another collection; nothing was stored"
+            )
+
+    def _over_quota(self, document: _PreparedDocument, collection: str) -> str | None:
+        """Why storing `document` would take the collection past its quota, or None when it fits."""
+        if self._quota is None:
+            return None
+        stored = [record for record in self._store.list_documents(collection) if record.path != document.path]
+        if len(stored) + 1 > self._quota.max_documents:
+            return (
+                f"collection {collection!r} holds its limit of {self._quota.max_documents} documents "
+                "(RAGCHAT_COLLECTION_MAX_DOCUMENTS); delete documents or use another collection"
+            )
+        text = sum(record.char_count for record in stored) + document.char_count
+        if text > self._quota.max_text_chars:
+            return (
+                f"its {_mega(document.char_count)} characters of text would take collection {collection!r} "
+                f"past its limit of {_mega(self._quota.max_text_chars)} (RAGCHAT_COLLECTION_MAX_TEXT_MB); "
+                "delete documents or use another collection"
+            )
+        return None
+
+
+def _mega(count: int) -> str:
+    """`count` characters in millions, for messages."""
+    return f"{count / 1_000_000:.2f} million" if count >= 10_000 else f"{count:,}"
 
 
 def discover_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:

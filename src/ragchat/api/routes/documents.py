@@ -2,62 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ragchat.api.auth import ReadPrincipal, WritePrincipal, blocking, client_address
 from ragchat.api.deps import ServicesDep
 from ragchat.api.errors import ApiError
+from ragchat.api.routes.jobs import DocumentOut, JobOut, job_out
 from ragchat.api.uploads import read_upload_form
 from ragchat.core.access import CollectionNotFound, Permission
 from ragchat.core.ingest import InvalidCollectionName, check_collection_name
-from ragchat.domain import DocumentRecord
-from ragchat.infra.embeddings import EmbeddingError
+from ragchat.infra.jobs import NewFile
 
 router = APIRouter(tags=["documents"])
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "With `wait=true`: the job, done", "model": JobOut},
     400: {"description": "Bad request (file name with folders, invalid collection, no files...)"},
     401: {"description": "No valid API key or session"},
     403: {"description": "Not allowed (a read-only key, or read access only)"},
     404: {"description": "Not found"},
-    413: {"description": "A file is over the size limit (RAGCHAT_MAX_FILE_MB)"},
-    503: {"description": "The embedding backend is unavailable"},
+    409: {"description": "The collection holds its most documents (RAGCHAT_COLLECTION_MAX_DOCUMENTS)"},
+    413: {
+        "description": "A file over RAGCHAT_MAX_FILE_MB, or the collection holds its most text "
+        "(RAGCHAT_COLLECTION_MAX_TEXT_MB)"
+    },
+    415: {"description": "A file of a type ragchat does not read (refused from the part's headers)"},
+    503: {"description": "The ingestion queue is full (Retry-After says when to try again)"},
 }
-
-
-class DocumentOut(BaseModel):
-    """A stored document."""
-
-    id: str
-    collection: str
-    path: str = Field(description="Source path, or the file name of an upload")
-    title: str | None
-    chunk_count: int
-    char_count: int
-    content_hash: str = Field(description="SHA-256 of the file's bytes")
-    created_at: str
-
-    @classmethod
-    def of(cls, record: DocumentRecord) -> DocumentOut:
-        return cls.model_validate(record.as_dict())
-
-
-class UploadResult(BaseModel):
-    """What happened to one uploaded file."""
-
-    filename: str
-    status: Literal["added", "replaced", "unchanged", "skipped"]
-    document: DocumentOut | None
-    chunks: int
-    reason: str | None = Field(description="Why the file was skipped (null otherwise)")
-
-
-class UploadResponse(BaseModel):
-    results: list[UploadResult]
 
 
 class DocumentList(BaseModel):
@@ -97,20 +72,29 @@ def collection_or_400(name: str) -> str:
 
 @router.post(
     "/api/documents",
-    response_model=UploadResponse,
+    status_code=202,
+    response_model=JobOut,
     summary="Upload documents",
     description=(
         "Upload one or more files (multipart field `files`) into a collection (form field `collection`, "
-        "default: the server's default collection). Unchanged files are left alone, changed ones replace "
-        "their earlier version atomically; a file that cannot be read is reported as `skipped` with a reason."
+        "default: the server's default collection). The files are stored as an ingestion job and the "
+        "answer (202, `Location: /api/jobs/{id}`) comes at once; parsing and embedding run in the "
+        "background, and `GET /api/jobs/{id}` shows each file's outcome as it settles: unchanged files are "
+        "left alone, changed ones replace their earlier version atomically, a file that cannot be read is "
+        "`skipped` with a reason. With `wait=true` the answer (200) waits for the job to be done."
     ),
     responses=_ERROR_RESPONSES,
     openapi_extra=_MULTIPART_BODY,
 )
 async def upload_documents(
-    request: Request, services: ServicesDep, principal: WritePrincipal
-) -> UploadResponse:
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    principal: WritePrincipal,
+    wait: bool = Query(False, description="Answer once every file is settled (200) instead of at once"),
+) -> JobOut:
     settings = services.settings
+    await services.jobs.check_room()
     form = await read_upload_form(request, max_file_bytes=settings.max_file_bytes)
     try:
         collection = collection_or_400(form.fields.get("collection") or settings.default_collection)
@@ -124,38 +108,23 @@ async def upload_documents(
             raise ApiError(
                 400, "duplicate_filename", f"the same file name was sent twice: {', '.join(duplicates)}"
             )
-        results: list[UploadResult] = []
-        for upload in form.files:
-            data = await anyio.to_thread.run_sync(upload.read_all)
-            try:
-                outcome = await services.ingest.ingest_upload(upload.filename, data, collection=collection)
-            except EmbeddingError as exc:
-                stored = ", ".join(result.filename for result in results) or "none"
-                raise ApiError(
-                    503, "embedding_unavailable", f"{exc} (files stored before the failure: {stored})"
-                ) from None
-            record = outcome.document
-            if record is not None and outcome.status in ("added", "replaced"):
-                await blocking(
-                    services.access.record,
-                    principal,
-                    f"document_{outcome.status}",
-                    f"{collection}/{upload.filename}",
-                    {"document_id": record.id, "chunks": record.chunk_count},
-                    address,
-                )
-            results.append(
-                UploadResult(
-                    filename=upload.filename,
-                    status=outcome.status,
-                    document=None if outcome.document is None else DocumentOut.of(outcome.document),
-                    chunks=outcome.chunks,
-                    reason=outcome.reason,
-                )
-            )
-        return UploadResponse(results=results)
+        await blocking(services.ingest.check_upload_room, collection, names)
+        job_id = await services.jobs.submit(
+            collection=collection,
+            owner_id=principal.user_id,
+            owner_name=principal.name,
+            address=address,
+            files=[NewFile(upload.filename, upload.content) for upload in form.files],
+        )
     finally:
         form.close()
+    response.headers["Location"] = f"/api/jobs/{job_id}"
+    job = await services.jobs.wait(job_id) if wait else await services.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"the job {job_id} was removed before it was done")
+    if wait:
+        response.status_code = 200
+    return await job_out(services, job)
 
 
 @router.get(

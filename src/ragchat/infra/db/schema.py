@@ -246,3 +246,39 @@ conversation_turns = Table(
     UniqueConstraint("conversation_id", "position"),
     Index("conversation_turns_by_rating", "rated_at"),
 )
+
+# --- ingestion jobs (migration 0005) -----------------------------------------------------------------
+
+ingest_jobs = Table(
+    "ingest_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("collection", Text, nullable=False),
+    Column("owner_id", Integer),  # users.id of who uploaded; NULL: an implicit admin (auth off)
+    Column("owner_name", Text, nullable=False),
+    Column("address", Text),  # the uploader's address, for the audit events of the stored files
+    Column("status", Text, nullable=False),  # queued | running | done
+    Column("created_at", Text, nullable=False),
+    Column("started_at", Text),
+    Column("finished_at", Text),
+    Column("claimed_by", Text),  # the app process working on it (ragchat.core.jobs.JobRunner.worker_id)
+    Column("heartbeat_at", Text),  # that process's last sign of life; stale: another may take the job
+    Index("ingest_jobs_by_status", "status", "created_at"),
+    Index("ingest_jobs_by_owner", "owner_id", "created_at"),
+    comment="Uploads waiting for, or done with, parsing and embedding; claimed by one app process at a time.",
+)
+
+ingest_job_files = Table(
+    "ingest_job_files",
+    metadata,
+    Column("job_id", Text, ForeignKey("ingest_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("filename", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary),  # the uploaded bytes; NULL once the file is settled
+    Column("status", Text, nullable=False),  # pending, processing, then the outcome (added ... failed)
+    Column("reason", Text),
+    Column("document_id", Text),
+    Column("chunks", Integer, nullable=False, server_default="0"),
+    comment="The files of an ingestion job, kept until each is settled, with its outcome.",
+)

@@ -108,8 +108,8 @@ export async function deleteDocument(id) {
 
 /**
  * POST /api/documents with XMLHttpRequest, the one browser API that reports upload progress.
- * `onProgress(fraction)` gets 0..1 while bytes go up, then `null` while the server indexes them.
- * Resolves to the `results` array; rejects with an ApiError.
+ * `onProgress(fraction)` gets 0..1 while bytes go up, then `null` while the server stores them.
+ * Resolves to the ingestion job the server queued (202: see `followJob`); rejects with an ApiError.
  */
 export function uploadFiles(files, collection, onProgress) {
   const form = new FormData();
@@ -128,7 +128,7 @@ export function uploadFiles(files, collection, onProgress) {
     xhr.addEventListener("load", () => {
       const body = xhr.response;
       if (xhr.status >= 200 && xhr.status < 300 && body && Array.isArray(body.results)) {
-        resolve(body.results);
+        resolve(body);
       } else {
         const retryAfter = retryAfterSeconds(xhr.getResponseHeader("Retry-After"));
         const error = fromErrorBody(body, xhr.status, `Upload failed (HTTP ${xhr.status}).`, retryAfter);
@@ -138,6 +138,26 @@ export function uploadFiles(files, collection, onProgress) {
     xhr.addEventListener("error", () => reject(new ApiError(NO_ANSWER)));
     xhr.send(form);
   });
+}
+
+/**
+ * Follow an ingestion job until it is done: `onJob(job)` gets each state read from GET /api/jobs/{id}
+ * (files settle one by one). Resolves to the finished job; a 429 waits as long as Retry-After says.
+ */
+export async function followJob(job, onJob, intervalMs = 1000) {
+  onJob(job);
+  while (job.status !== "done") {
+    let wait = intervalMs;
+    try {
+      job = await getJSON(`/api/jobs/${encodeURIComponent(job.id)}`);
+      onJob(job);
+    } catch (error) {
+      if (error.status !== 429) throw error;
+      wait = Math.max(intervalMs, (error.retryAfter || 1) * 1000);
+    }
+    if (job.status !== "done") await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+  return job;
 }
 
 /**

@@ -2,11 +2,20 @@
 // (picked or dropped; only with write permission) with progress and a result per file, list the
 // collection's documents and delete them.
 
-import { deleteDocument, getJSON, sendJSON, uploadFiles } from "./api.js";
+import { deleteDocument, followJob, getJSON, sendJSON, uploadFiles } from "./api.js";
 import { confirmButton } from "./widgets.js";
 
 const STORAGE_KEY = "ragchat.collection";
-const RESULT_LABELS = { added: "Added", replaced: "Replaced", unchanged: "Unchanged", skipped: "Refused" };
+const RESULT_LABELS = {
+  pending: "Waiting",
+  processing: "Indexing",
+  added: "Added",
+  replaced: "Replaced",
+  unchanged: "Unchanged",
+  skipped: "Refused",
+  failed: "Failed",
+};
+const NOT_STORED = new Set(["pending", "processing", "skipped", "failed"]);
 const WRITABLE = new Set(["write", "manage"]);
 
 /**
@@ -309,19 +318,31 @@ export class Library {
 
     try {
       if (refusal) throw new Error(refusal);
-      const results = await uploadFiles(files, collection, (fraction) => {
+      const queued = await uploadFiles(files, collection, (fraction) => {
         if (fraction === null) {
           bar.removeAttribute("value");
-          state.textContent = "Indexing…";
+          state.textContent = "Storing…";
         } else {
           bar.value = fraction;
           state.textContent = `Uploading ${Math.round(fraction * 100)}%`;
         }
       });
+      // The server indexes the files in the background: show each file's result as it settles.
+      let list = resultList([]);
+      batch.append(list);
+      const job = await followJob(queued, (current) => {
+        bar.value = current.settled_files / Math.max(1, current.total_files);
+        state.textContent =
+          current.status === "queued"
+            ? "Waiting to be indexed…"
+            : `Indexing ${current.settled_files} of ${current.total_files}…`;
+        const next = resultList(current.results);
+        list.replaceWith(next);
+        list = next;
+      });
       bar.remove();
-      const accepted = results.filter((r) => r.status !== "skipped").length;
-      state.textContent = `${accepted} of ${results.length} indexed`;
-      batch.append(resultList(results));
+      const accepted = job.results.filter((r) => !NOT_STORED.has(r.status)).length;
+      state.textContent = `${accepted} of ${job.results.length} indexed`;
     } catch (error) {
       bar.remove();
       batch.classList.add("failed");
@@ -362,7 +383,11 @@ function resultList(results) {
     const detail = document.createElement("span");
     detail.className = "result-detail";
     detail.textContent =
-      result.status === "skipped" ? result.reason || "not indexed" : plural(result.chunks, "chunk");
+      result.status === "skipped" || result.status === "failed"
+        ? result.reason || "not indexed"
+        : result.status === "pending" || result.status === "processing"
+          ? ""
+          : plural(result.chunks, "chunk");
     item.append(badge, name, detail);
     list.append(item);
   }
