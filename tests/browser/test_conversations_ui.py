@@ -44,7 +44,7 @@ def admin_api(app: LiveApp) -> httpx.Client:
 
 def add_handbook(api: httpx.Client, collection: str = "default") -> None:
     response = api.post(
-        "/api/documents",
+        "/api/documents?wait=true",
         data={"collection": collection},
         files={"files": (HANDBOOK.name, HANDBOOK.read_bytes())},
     )

@@ -78,7 +78,7 @@ def world(vllm_server: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> 
         world = World(url=url, cli=cli, keys=keys)
         with world.http("admin") as http:
             files = [("files", (f.name, f.read_bytes())) for f in sorted(HANDBOOK.glob("*.md"))]
-            uploaded = http.post("/api/documents", files=files, data={"collection": "handbook"})
+            uploaded = http.post("/api/documents?wait=true", files=files, data={"collection": "handbook"})
             assert uploaded.status_code == 200, uploaded.text
         for user in ("alice", "bob"):  # carol may not read the handbook
             cli("collections", "grant", "handbook", "--user", user, "--read")
