@@ -280,6 +280,8 @@ def test_the_app_answers_503_while_its_embedding_server_is_down_and_recovers(
         vllm_base_url=vllm_server.base_url,
         vllm_model=vllm_server.model,
         llm_max_tokens=4,
+        auth="off",  # on loopback: this test is about the embedding server
+        host="127.0.0.1",
     )
     question = {"role": "user", "content": "How do I rotate an API key?"}
     follow_up = [

@@ -73,7 +73,9 @@ class HealthWatch:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("parse-isolation") / "data"
-    settings = Settings(_env_file=None, data_dir=data_dir, parse_timeout_s=PARSE_TIMEOUT_S)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=data_dir, parse_timeout_s=PARSE_TIMEOUT_S, auth="off", host="127.0.0.1"
+    )
     with live_app(settings) as url:
         yield url
 
@@ -135,6 +137,8 @@ async def test_a_parser_that_runs_out_of_memory_costs_only_its_file(tmp_path: Pa
         max_part_mb=10_000,  # container checks out of the way: the memory limit is what stops the bomb
         max_uncompressed_mb=10_000,
         max_compression_ratio=1e9,
+        auth="off",
+        host="127.0.0.1",
     )
     files = [
         ("first.md", TOPICS["volcanoes.md"].encode()),

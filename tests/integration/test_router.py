@@ -70,6 +70,8 @@ def cluster(
             vllm_base_url=router.base_url,
             vllm_router_metrics_url=router.metrics_url,
             llm_temperature=0.0,
+            auth="off",  # on loopback: this test is about the router
+            host="127.0.0.1",
         )
         with live_app(settings) as url:
             files = [PYTHON_DOCS / f"{name}.html" for name in ("threading", "queue")]
