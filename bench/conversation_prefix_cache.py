@@ -22,7 +22,7 @@ one conversation to the next.
 Run (vLLM at VLLM_BASE_URL; the shared dev server by default):
 
     .venv/bin/python bench/conversation_prefix_cache.py --rounds 3 \
-        --json bench/results/conversation_prefix_cache.json
+        --json bench/results/conversation_prefix_cache-shared-server.json
 """
 
 from __future__ import annotations
