@@ -1,4 +1,4 @@
-"""The PostgreSQL store at 100k chunks against the SQLite store on the same data, in one run.
+"""The PostgreSQL store at 100k (or 1M) chunks against the SQLite store on the same data, in one run.
 
     .venv/bin/python bench/postgres_scale.py --source DATA_DIR/ragchat.sqlite3 \
         --database-url postgresql://... --work /tmp/pg-scale --target-chunks 100000
@@ -14,6 +14,13 @@
    pgvector HNSW top-10 per ef_search: recall@10 and in-process latency.
 3. `POST /api/search` (hybrid, k=5, query embedding included) p50/p95 from one real `ragchat serve` per
    store, requests one at a time, alternating; each server's time to its first answer and its memory.
+
+Stores that hold chunks already are reused as they are (steps 2 and 3 only). The 1M-chunk run reuses the
+database `bench/search_latency.py --target-chunks 1000000` builds (collection "default"):
+
+    cp SEARCH_LATENCY_WORK/ragchat.sqlite3 WORK/sqlite/ragchat.sqlite3
+    RAGCHAT_DATA_DIR=WORK/sqlite ragchat migrate --to postgresql://...   # rows copied, then the HNSW index
+    .venv/bin/python bench/postgres_scale.py --database-url postgresql://... --work WORK --collection default
 
 --index-after-load (for 1M chunks, where maintaining the HNSW index row by row would take hours here): the
 PostgreSQL rows are written without the HNSW index, which is then built once over all of them (timed, with
@@ -52,7 +59,7 @@ QUESTIONS = [
     ROOT / "bench" / "questions" / "python_docs.jsonl",
     ROOT / "bench" / "questions" / "python_docs_heldout.jsonl",
 ]
-COLLECTION = "pydocs"
+SOURCE_COLLECTION = "pydocs"  # bench/retrieval_quality.py's
 
 
 def log(message: str) -> None:
@@ -66,7 +73,7 @@ def rotate(text: str, places: int) -> str:
 
 
 def build(
-    source: Path, sqlite_store: SqliteChunkStore, pg_store: PostgresChunkStore, target: int
+    source: Path, sqlite_store: SqliteChunkStore, pg_store: PostgresChunkStore, target: int, collection: str
 ) -> dict[str, float]:
     """Write the corpus into both stores; seconds spent in each and chunks written."""
     engine = create_engine(sqlite_url(source))
@@ -82,7 +89,7 @@ def build(
                 documents.c.content_hash,
                 documents.c.char_count,
             )
-            .where(documents.c.collection == COLLECTION)
+            .where(documents.c.collection == SOURCE_COLLECTION)
             .order_by(documents.c.path)
         ).all()
         edition = 0
@@ -119,7 +126,7 @@ def build(
                 for name, store in (("sqlite", sqlite_store), ("postgresql", pg_store)):
                     started = time.perf_counter()
                     store.replace_document(
-                        collection=COLLECTION,
+                        collection=collection,
                         path=f"{path}#edition-{edition}",
                         content_hash=f"{content_hash}-{edition}",
                         title=title,
@@ -162,7 +169,7 @@ def queries() -> list[str]:
 
 
 def recall(
-    sqlite_store: SqliteChunkStore, pg_store: PostgresChunkStore, data_dir: Path
+    sqlite_store: SqliteChunkStore, pg_store: PostgresChunkStore, data_dir: Path, collection: str
 ) -> list[dict[str, float]]:
     """recall@10 of pgvector HNSW against the SQLite store's exact scan, per ef_search, and latencies. The
     stores gave each document its own id: chunks are compared by (document path, ordinal)."""
@@ -178,16 +185,16 @@ def recall(
             for passage in store.get_passages([chunk_id for chunk_id, _ in hits])
         }
 
-    exact = [keys(sqlite_store, sqlite_store.vector_search(COLLECTION, vector, 10)) for vector in vectors]
+    exact = [keys(sqlite_store, sqlite_store.vector_search(collection, vector, 10)) for vector in vectors]
     rows = []
     for ef in (40, 100, 200):
         pg_store.hnsw = HnswParameters(pg_store.hnsw.m, pg_store.hnsw.ef_construction, ef)
         for vector in vectors[:10]:  # warm caches
-            pg_store.vector_search(COLLECTION, vector, 10)
+            pg_store.vector_search(collection, vector, 10)
         times, found = [], []
         for vector, truth in zip(vectors, exact, strict=True):
             started = time.perf_counter()
-            hits = pg_store.vector_search(COLLECTION, vector, 10)
+            hits = pg_store.vector_search(collection, vector, 10)
             times.append((time.perf_counter() - started) * 1000)
             found.append(len(truth & keys(pg_store, hits)) / len(truth))
         rows.append(
@@ -202,7 +209,7 @@ def recall(
     times = []
     for vector in vectors:
         started = time.perf_counter()
-        sqlite_store.vector_search(COLLECTION, vector, 10)
+        sqlite_store.vector_search(collection, vector, 10)
         times.append((time.perf_counter() - started) * 1000)
     rows.append(
         {
@@ -245,7 +252,7 @@ def resident_mb(pid: int) -> float:
 
 
 def http(
-    servers: dict[str, tuple[subprocess.Popen[bytes], str, float]], requests: int
+    servers: dict[str, tuple[subprocess.Popen[bytes], str, float]], requests: int, collection: str
 ) -> dict[str, dict[str, float]]:
     asked = queries()
     ready: dict[str, float] = {}
@@ -254,7 +261,7 @@ def http(
             assert process.poll() is None, f"{name} server exited"
             try:
                 response = httpx.post(
-                    f"{base}/api/search", json={"query": "warm up", "collection": COLLECTION}, timeout=300
+                    f"{base}/api/search", json={"query": "warm up", "collection": collection}, timeout=300
                 )
                 if response.status_code == 200:
                     break
@@ -269,7 +276,7 @@ def http(
             started = time.perf_counter()
             response = httpx.post(
                 f"{base}/api/search",
-                json={"query": asked[i % len(asked)], "collection": COLLECTION, "k": 5},
+                json={"query": asked[i % len(asked)], "collection": collection, "k": 5},
                 timeout=60,
             )
             response.raise_for_status()
@@ -290,13 +297,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--source", type=Path, required=True)
+    parser.add_argument(
+        "--source", type=Path, help="the python-docs database (needed when the stores are empty)"
+    )
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--target-chunks", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--index-after-load", action="store_true", help="build the HNSW index after the rows")
     parser.add_argument("--maintenance-work-mem", default="1GB", help="for --index-after-load")
+    parser.add_argument(
+        "--collection",
+        default=SOURCE_COLLECTION,
+        help="the collection searched (and built, into empty stores)",
+    )
     args = parser.parse_args()
     data_dir = args.work / "sqlite"
     sqlite_store = SqliteChunkStore(data_dir / "ragchat.sqlite3")
@@ -304,6 +318,10 @@ def main() -> None:
     results: dict[str, object] = {}
     try:
         if sqlite_store.count_documents() == 0:
+            if args.source is None:
+                parser.error(
+                    "the stores are empty: give --source, the python-docs database to build them from"
+                )
             sqlite_store.check_embedding_model("all-MiniLM-L6-v2", 384)
             if args.index_after_load:
                 ChunkRows.check_embedding_model(pg_store, "all-MiniLM-L6-v2", 384)
@@ -311,7 +329,7 @@ def main() -> None:
                     tx.exec_driver_sql("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector(384)")
             else:
                 pg_store.check_embedding_model("all-MiniLM-L6-v2", 384)  # the HNSW index before the rows
-            writes = build(args.source, sqlite_store, pg_store, args.target_chunks)
+            writes = build(args.source, sqlite_store, pg_store, args.target_chunks, args.collection)
             results["writes"] = writes
             log(f"writes: {writes}")
         with pg_store.reading() as conn:
@@ -322,7 +340,7 @@ def main() -> None:
             log(f"building the HNSW index (maintenance_work_mem {args.maintenance_work_mem})")
             results["hnsw_build_s"] = build_vector_index(pg_store, 384, args.maintenance_work_mem)
             log(f"HNSW index built in {results['hnsw_build_s']:.0f} s")
-        results["vector"] = recall(sqlite_store, pg_store, data_dir)
+        results["vector"] = recall(sqlite_store, pg_store, data_dir, args.collection)
     finally:
         sqlite_store.close()
         pg_store.close()
@@ -334,7 +352,7 @@ def main() -> None:
         ),
     }
     try:
-        results["http"] = http(servers, args.requests)
+        results["http"] = http(servers, args.requests, args.collection)
     finally:
         for process, _, _ in servers.values():
             process.terminate()

@@ -221,6 +221,12 @@ def _key_to_revoke(world: World, principal: str) -> tuple[str, dict[str, Any]]:
     return f"/api/keys/{key_id}", {}
 
 
+def _user_to_delete(world: World, principal: str) -> tuple[str, dict[str, Any]]:
+    name = f"leaver-{principal}"
+    world.cli("users", "add", name)
+    return f"/api/users/{name}", {}
+
+
 def _grant_to_remove(world: World, _principal: str) -> tuple[str, dict[str, Any]]:
     world.cli("collections", "grant", "shared", "--user", "dave", "--read")
     return "/api/collections/shared/grants/user/dave", {}
@@ -304,6 +310,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/keys"): Example(fixed("/api/keys", json={"scope": "read", "name": "matrix"})),
     ("DELETE", "/api/keys/{key_id}"): Example(_key_to_revoke),
     ("GET", "/api/users"): Example(fixed("/api/users")),
+    ("DELETE", "/api/users/{name}"): Example(_user_to_delete),
     ("GET", "/api/groups"): Example(fixed("/api/groups")),
     ("GET", "/api/audit"): Example(fixed("/api/audit")),
     ("GET", "/api/collections"): Example(fixed("/api/collections")),

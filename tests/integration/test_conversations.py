@@ -270,3 +270,44 @@ def test_deleting_a_conversation_makes_it_a_404_everywhere(
             messages=[{"role": "user", "content": "Still there?"}],
             extra_body={"conversation_id": conversation["id"]},
         )
+
+
+def test_deleting_a_user_deletes_their_conversations_and_keys(world: World) -> None:
+    with world.openai("bob") as client:
+        asked = client.chat.completions.create(
+            model="ragchat", messages=[{"role": "user", "content": QUESTIONS[0]}], extra_body={"store": True}
+        )
+    conversation_id, turn_id = ((asked.model_extra or {})[k] for k in ("conversation_id", "turn_id"))
+    with world.http("bob") as bob:
+        token = bob.post(f"/api/conversations/{conversation_id}/share").json()["token"]
+        rating = {"rating": "down", "comment": "bob's"}
+        assert bob.put(
+            f"/api/conversations/{conversation_id}/turns/{turn_id}/feedback", json=rating
+        ).is_success
+
+    def exported_conversations() -> list[str]:
+        lines = world.cli("feedback", "export", "--json").splitlines()
+        return [json.loads(line)["conversation_id"] for line in lines]
+
+    assert conversation_id in exported_conversations()
+    with world.http("alice") as alice:
+        assert alice.get(f"/api/shared/{token}").status_code == 200
+        assert alice.delete("/api/users/bob").status_code == 403  # admins only
+    with world.http("admin") as admin:
+        assert admin.delete("/api/users/admin").status_code == 403  # not oneself
+        assert admin.delete("/api/users/bob").status_code == 204
+        assert admin.delete("/api/users/bob").status_code == 404
+        assert "bob" not in [u["name"] for u in admin.get("/api/users").json()["users"]]
+        assert any(
+            e["action"] == "user_deleted" and e["target"] == "bob"
+            for e in admin.get("/api/audit").json()["events"]
+        )
+    with world.http("bob") as bob:
+        assert bob.get("/api/conversations").status_code == 401  # the key went with the user
+    with world.http("alice") as alice:
+        assert alice.get(f"/api/shared/{token}").status_code == 404  # the conversation went too
+    assert conversation_id not in exported_conversations()
+
+    world.cli("users", "delete", "carol", "--yes")
+    assert "carol" not in world.cli("users", "list")
+    world.cli("users", "delete", "carol", "--yes", code=1)

@@ -6,9 +6,10 @@ Fixtures (registered through `pytest_plugins` in tests/conftest.py):
   `http://127.0.0.1:8000/v1`) that running server is reused and never stopped; otherwise one is started
   once per session through `scripts/start_vllm.sh --preset cpu` (so the launcher itself is exercised)
   and its process group is killed at the end of the session.
-- `vllm_server_factory` (session): `factory(max_model_len=1024, extra_args=[...])` starts an extra
-  server with other flags (~35 s, ~5 GB RAM: only when a test needs them). Every server it made is
-  stopped at the end of the session; a test may `stop()`, `kill()` and `start()` it in between, which is
+- `vllm_server_factory` (module): `factory(max_model_len=1024, extra_args=[...])` starts an extra
+  server with other flags (~35 s, ~4 GB RAM: only when a test needs them). Every server it made is
+  stopped at the end of the test module that asked for it (so no two modules' extra servers share the
+  machine's memory); a test may `stop()`, `kill()` and `start()` it in between, which is
   how "backend down / killed mid-stream / back again" is shown. Never stop or kill `vllm_server`.
 
 Each server is a `VllmServer`: `base_url` (".../v1" for OpenAI clients), `root_url` (for /health,
@@ -241,7 +242,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
 VllmServerFactory = Callable[..., VllmServer]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServerFactory]:
     """Start extra servers: `factory(max_model_len=1024, extra_args=["--max-num-seqs", "4"])`."""
     started: list[VllmServer] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, update
 
 from ragchat.cli.feedback import export_line
 from ragchat.core.access import AccessService, InvalidInput, Principal
@@ -27,7 +27,7 @@ from ragchat.core.conversations import (
 )
 from ragchat.infra.conversations import ConversationStore
 from ragchat.infra.db import open_database, sqlite_url
-from ragchat.infra.db.schema import conversations, metadata, users
+from ragchat.infra.db.schema import conversations, metadata
 from ragchat.infra.identity import IdentityStore
 from tests.support.stores import ENGINES
 
@@ -223,8 +223,8 @@ def test_deleting_a_user_deletes_their_conversations_and_turns(engine: Engine) -
     gone = world.ask(alice, "Mine?")
     world.ask(alice, "Still mine?", conversation_id=gone.conversation_id)
     kept = world.ask(bob, "Bob's?")
-    with engine.begin() as conn:
-        conn.execute(delete(users).where(users.c.id == alice.user_id))
+    assert alice.user_id is not None
+    world.access.identity.delete_user(alice.user_id)
     store = world.service.store
     assert store.conversation(gone.conversation_id) is None and store.turns(gone.conversation_id) == []
     assert store.conversation(kept.conversation_id) is not None

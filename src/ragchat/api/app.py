@@ -47,6 +47,10 @@ def create_app(settings: Settings) -> FastAPI:
             services.jobs.start()  # uploads are parsed and embedded there; Services.aclose stops it
             yield
         finally:
+            # FastAPI's module-level caches keep route callables, and so this app, alive after it stops; what
+            # the app held (the embedding model above all) goes now, so a process that builds apps one after
+            # another (the test suite) does not keep every one's model in memory.
+            del app.state.services
             await services.aclose()
 
     app = FastAPI(

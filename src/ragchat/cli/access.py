@@ -127,6 +127,19 @@ def users_enable(name: str = typer.Argument(..., help="User name.")) -> None:
     console.print(f"enabled user {name}")
 
 
+@users_app.command("delete")
+def users_delete(
+    name: str = typer.Argument(..., help="User name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a user for good: their API keys, sessions, grants and saved conversations go with them.
+    Collections they own stay, managed by admins. To keep everything, `disable` the user instead."""
+    if not yes and not typer.confirm(f"Delete user {name} with their keys and conversations?"):
+        raise typer.Exit(1)
+    with_access(lambda access: access.delete_user(CLI_ADMIN, name))
+    console.print(f"deleted user {name}")
+
+
 # --- groups ----------------------------------------------------------------------------------------------
 
 

@@ -608,6 +608,16 @@ class AccessService:
         self.identity.set_user_active(user.id, active)
         self.record(principal, "user_enabled" if active else "user_disabled", name, {}, address)
 
+    def delete_user(self, principal: Principal, name: str, address: str | None = None) -> None:
+        """Delete a user: their keys, sessions, grants and saved conversations go with them; collections they
+        own become admin-managed. An admin cannot delete themselves (another admin can)."""
+        self._require_admin(principal)
+        user = self._user(name)
+        if user.id == principal.user_id:
+            raise Forbidden("you cannot delete your own user; another admin can")
+        self.identity.delete_user(user.id)
+        self.record(principal, "user_deleted", name, {}, address)
+
     def set_password(self, principal: Principal, name: str, password: str | None) -> None:
         self._require_admin(principal)
         user = self._user(name)

@@ -196,6 +196,21 @@ class IdentityStore:
             if not active:
                 conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
 
+    def delete_user(self, user_id: int) -> None:
+        """Delete a user with everything that is theirs alone: keys, sessions, group memberships, grants and
+        saved conversations (the foreign keys cascade). Collections they own stay, managed by admins."""
+        with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
+            conn.execute(update(collections).where(collections.c.owner_id == user_id).values(owner_id=None))
+            conn.execute(
+                delete(collection_grants).where(
+                    and_(
+                        collection_grants.c.principal_kind == "user",
+                        collection_grants.c.principal_id == user_id,
+                    )
+                )
+            )
+            conn.execute(delete(users).where(users.c.id == user_id))
+
     def set_password_hash(self, user_id: int, password_hash: str | None) -> None:
         with write_transaction(self.engine, serialize=IDENTITY_WRITES) as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))

@@ -403,6 +403,22 @@ async def list_users(services: ServicesDep, principal: UserPrincipal) -> UserLis
     )
 
 
+@router.delete(
+    "/api/users/{name}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a user (admins)",
+    description="Their API keys, sessions, grants and saved conversations go with them; collections they own "
+    "stay, managed by admins. An admin cannot delete themselves.",
+    responses={**_REFUSALS, 404: {"description": "No such user"}},
+)
+async def delete_user(
+    name: str, request: Request, services: ServicesDep, principal: AdminPrincipal
+) -> Response:
+    await blocking(services.access.delete_user, principal, name, client_address(request))
+    return Response(status_code=204)
+
+
 @router.get(
     "/api/groups", response_model=GroupList, summary="Groups (names only for members)", responses=_REFUSALS
 )

@@ -316,33 +316,51 @@ export class Library {
     batch.append(head, bar);
     this.uploads.prepend(batch);
 
+    // The server refuses a whole request with a file type it cannot read before it reads any file (so that
+    // no bytes of it are stored): such files are refused here, each with its own result, and the rest go.
+    const readable = this.fileInput.accept.split(",");
+    const canRead = (file) => readable.some((suffix) => file.name.toLowerCase().endsWith(suffix));
+    const refused = files
+      .filter((file) => !canRead(file))
+      .map((file) => ({
+        filename: file.name,
+        status: "skipped",
+        reason: `unsupported file type; ragchat reads ${readable.join(", ")}`,
+      }));
+    const sent = files.filter(canRead);
     try {
       if (refusal) throw new Error(refusal);
-      const queued = await uploadFiles(files, collection, (fraction) => {
-        if (fraction === null) {
-          bar.removeAttribute("value");
-          state.textContent = "Storing…";
-        } else {
-          bar.value = fraction;
-          state.textContent = `Uploading ${Math.round(fraction * 100)}%`;
-        }
-      });
-      // The server indexes the files in the background: show each file's result as it settles.
-      let list = resultList([]);
-      batch.append(list);
-      const job = await followJob(queued, (current) => {
-        bar.value = current.settled_files / Math.max(1, current.total_files);
-        state.textContent =
-          current.status === "queued"
-            ? "Waiting to be indexed…"
-            : `Indexing ${current.settled_files} of ${current.total_files}…`;
-        const next = resultList(current.results);
-        list.replaceWith(next);
-        list = next;
-      });
+      let list = resultList(refused);
+      let results = [];
+      if (sent.length) {
+        const queued = await uploadFiles(sent, collection, (fraction) => {
+          if (fraction === null) {
+            bar.removeAttribute("value");
+            state.textContent = "Storing…";
+          } else {
+            bar.value = fraction;
+            state.textContent = `Uploading ${Math.round(fraction * 100)}%`;
+          }
+        });
+        // The server indexes the files in the background: show each file's result as it settles.
+        batch.append(list);
+        const job = await followJob(queued, (current) => {
+          bar.value = current.settled_files / Math.max(1, current.total_files);
+          state.textContent =
+            current.status === "queued"
+              ? "Waiting to be indexed…"
+              : `Indexing ${current.settled_files} of ${current.total_files}…`;
+          const next = resultList([...current.results, ...refused]);
+          list.replaceWith(next);
+          list = next;
+        });
+        results = job.results;
+      } else {
+        batch.append(list);
+      }
       bar.remove();
-      const accepted = job.results.filter((r) => !NOT_STORED.has(r.status)).length;
-      state.textContent = `${accepted} of ${job.results.length} indexed`;
+      const accepted = results.filter((r) => !NOT_STORED.has(r.status)).length;
+      state.textContent = `${accepted} of ${files.length} indexed`;
     } catch (error) {
       bar.remove();
       batch.classList.add("failed");
