@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +11,7 @@ import anyio
 import httpx
 import pytest
 
+from ragchat.api.app import create_app
 from ragchat.config import Settings
 from tests.support.app import app_client
 from tests.support.sample_files import TOPICS, docx_bytes, pdf_bytes
@@ -214,3 +217,17 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
     ):
         assert paths[path][method]["summary"]
     assert "SearchResponse" in spec["components"]["schemas"]
+
+
+async def test_a_stopped_app_lets_go_of_its_services(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """FastAPI's module-level caches keep every app's route functions, so an app object outlives its stop;
+    what it held (the embedding model, the store) must not, or every app a process builds stays in memory."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path_factory.mktemp("stopped") / "data", auth="off", host="127.0.0.1"
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        services = weakref.ref(app.state.services)
+        embedder = weakref.ref(app.state.services.embedder)
+    gc.collect()
+    assert services() is None and embedder() is None
