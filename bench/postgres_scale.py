@@ -169,7 +169,11 @@ def queries() -> list[str]:
 
 
 def recall(
-    sqlite_store: SqliteChunkStore, pg_store: PostgresChunkStore, data_dir: Path, collection: str
+    sqlite_store: SqliteChunkStore,
+    pg_store: PostgresChunkStore,
+    data_dir: Path,
+    collection: str,
+    ef_searches: list[int],
 ) -> list[dict[str, float]]:
     """recall@10 of pgvector HNSW against the SQLite store's exact scan, per ef_search, and latencies. The
     stores gave each document its own id: chunks are compared by (document path, ordinal)."""
@@ -187,7 +191,7 @@ def recall(
 
     exact = [keys(sqlite_store, sqlite_store.vector_search(collection, vector, 10)) for vector in vectors]
     rows = []
-    for ef in (40, 100, 200):
+    for ef in ef_searches:
         pg_store.hnsw = HnswParameters(pg_store.hnsw.m, pg_store.hnsw.ef_construction, ef)
         for vector in vectors[:10]:  # warm caches
             pg_store.vector_search(collection, vector, 10)
@@ -236,7 +240,13 @@ def serve(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes],
                 "--port",
                 str(port),
             ],
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "RAGCHAT_AUTH": "off", **env},
+            env={
+                **os.environ,
+                "HF_HUB_OFFLINE": "1",
+                "RAGCHAT_AUTH": "off",
+                "RAGCHAT_HOST": "127.0.0.1",
+                **env,
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -311,6 +321,17 @@ def main() -> None:
         default=SOURCE_COLLECTION,
         help="the collection searched (and built, into empty stores)",
     )
+    parser.add_argument(
+        "--ef-search",
+        type=lambda text: [int(value) for value in text.split(",")],
+        default=[40, 100, 200],
+        help="pgvector hnsw.ef_search values to measure recall at, comma-separated (at most 1000)",
+    )
+    parser.add_argument(
+        "--serve-ef-search",
+        type=int,
+        help="RAGCHAT_HNSW_EF_SEARCH of the PostgreSQL server (default: its own)",
+    )
     args = parser.parse_args()
     data_dir = args.work / "sqlite"
     sqlite_store = SqliteChunkStore(data_dir / "ragchat.sqlite3")
@@ -340,14 +361,18 @@ def main() -> None:
             log(f"building the HNSW index (maintenance_work_mem {args.maintenance_work_mem})")
             results["hnsw_build_s"] = build_vector_index(pg_store, 384, args.maintenance_work_mem)
             log(f"HNSW index built in {results['hnsw_build_s']:.0f} s")
-        results["vector"] = recall(sqlite_store, pg_store, data_dir, args.collection)
+        results["vector"] = recall(sqlite_store, pg_store, data_dir, args.collection, args.ef_search)
     finally:
         sqlite_store.close()
         pg_store.close()
     servers = {
         "sqlite": serve({"RAGCHAT_DATA_DIR": str(data_dir)}, args.work / "serve-sqlite.log"),
         "postgresql": serve(
-            {"RAGCHAT_DATA_DIR": str(args.work / "pg-data"), "RAGCHAT_DATABASE_URL": args.database_url},
+            {
+                "RAGCHAT_DATA_DIR": str(args.work / "pg-data"),
+                "RAGCHAT_DATABASE_URL": args.database_url,
+                **({"RAGCHAT_HNSW_EF_SEARCH": str(args.serve_ef_search)} if args.serve_ef_search else {}),
+            },
             args.work / "serve-pg.log",
         ),
     }

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         "exact",
         validation_alias="RAGCHAT_VECTOR_INDEX",
         description="SQLite store: how each collection's vectors are searched in memory: exact (a numpy "
-        "scan, every query's true top k) or hnsw (an approximate HNSW graph, usearch: for large "
+        "scan, every query's true top k) or hnsw (an approximate HNSW graph, hnswlib: for large "
         "collections; docs/benchmarks.md has its recall and latency). The PostgreSQL store always "
         "searches with pgvector HNSW.",
     )
@@ -87,12 +87,13 @@ class Settings(BaseSettings):
         description="HNSW index (both stores): candidate list size while building the graph.",
     )
     hnsw_ef_search: int = Field(
-        100,
+        1000,
         validation_alias="RAGCHAT_HNSW_EF_SEARCH",
         ge=1,
         le=1000,
         description="PostgreSQL store: candidate list size per vector query (higher: better recall, slower; "
-        "the SQLite store's graph has RAGCHAT_VECTOR_INDEX_EF_SEARCH).",
+        "the default is pgvector's maximum, as lower values lose recall on large collections: "
+        "docs/benchmarks.md; the SQLite store's graph has RAGCHAT_VECTOR_INDEX_EF_SEARCH).",
     )
     model_cache_dir: Path | None = Field(
         None,

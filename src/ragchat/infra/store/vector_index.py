@@ -39,11 +39,12 @@ def scan_pool() -> ThreadPoolExecutor:
 
 @dataclass(frozen=True, slots=True)
 class HnswParameters:
-    """HNSW settings: `m` and `ef_construction` when the graph is built, `ef_search` per query."""
+    """HNSW settings: `m` and `ef_construction` when the graph is built, `ef_search` per query (the
+    defaults are `Settings`' RAGCHAT_HNSW_*)."""
 
     m: int = 16
     ef_construction: int = 64
-    ef_search: int = 100
+    ef_search: int = 1000
 
 
 class VectorSearch(Protocol):
