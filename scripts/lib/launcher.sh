@@ -4,8 +4,8 @@
 #
 # The sourcing script sets PROG (its name, for messages) and SERVER (what it starts, e.g. "vLLM"), and
 # before start_server: server_cmd (and optionally server_env), detach, log_file, pid_file, port, root_url,
-# health_timeout. Hooks it may define: on_output_line LINE (each line of the server's output, foreground),
-# on_poll (each second while waiting for /health), print_ready (once healthy).
+# health_timeout, and print_ready (called once healthy). Hooks it may define: on_output_line LINE (each line
+# of the server's output, foreground), on_poll (each second while waiting for /health).
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {

@@ -295,6 +295,7 @@ def test_deleting_a_user_deletes_their_conversations_and_keys(world: World) -> N
         assert alice.delete("/api/users/bob").status_code == 403  # admins only
     with world.http("admin") as admin:
         assert admin.delete("/api/users/admin").status_code == 403  # not oneself
+        assert admin.delete(f"/api/users/{'x' * 65}").status_code == 422  # names are at most 64 characters
         assert admin.delete("/api/users/bob").status_code == 204
         assert admin.delete("/api/users/bob").status_code == 404
         assert "bob" not in [u["name"] for u in admin.get("/api/users").json()["users"]]

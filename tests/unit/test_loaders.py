@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
 
+import ragchat
 from ragchat.domain import ExtractedDocument
 from ragchat.infra.loaders import SUPPORTED_SUFFIXES, BadFile, UnsupportedFile, load_document
 from tests.support.sample_files import (
@@ -344,3 +346,10 @@ def test_password_protected_docx_is_refused(tmp_path: Path) -> None:
     ole_container = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
     with pytest.raises(BadFile, match="password-protected"):
         load("locked.docx", ole_container)
+
+
+def test_the_upload_pickers_accept_list_is_what_the_loaders_read() -> None:
+    """The web UI refuses, per file, what its file picker does not accept; the server refuses the rest."""
+    page = (Path(ragchat.__file__).parent / "web" / "static" / "index.html").read_text()
+    (accept,) = re.findall(r'id="file-input"[^>]*accept="([^"]+)"', page)
+    assert tuple(accept.split(",")) == SUPPORTED_SUFFIXES

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from ragchat.api.auth import (
@@ -413,7 +413,10 @@ async def list_users(services: ServicesDep, principal: UserPrincipal) -> UserLis
     responses={**_REFUSALS, 404: {"description": "No such user"}},
 )
 async def delete_user(
-    name: str, request: Request, services: ServicesDep, principal: AdminPrincipal
+    request: Request,
+    services: ServicesDep,
+    principal: AdminPrincipal,
+    name: str = Path(min_length=1, max_length=64),
 ) -> Response:
     await blocking(services.access.delete_user, principal, name, client_address(request))
     return Response(status_code=204)
