@@ -135,6 +135,7 @@ def test_an_upload_shows_its_jobs_progress_and_each_files_result(
             {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 not really a PDF"},
             {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Water the tomatoes at dawn."},
         ]
+        expect(page.locator("#file-input")).to_be_enabled()  # the page knows the collection is writable
         with page.expect_response(lambda response: response.url.startswith(app.url + "/api/jobs/")):
             page.locator("#file-input").set_input_files(files)  # the page follows the upload's job
         results = page.locator(".upload-results .result")
